@@ -77,13 +77,14 @@ def _tinyworld(args) -> int:
 
     from orchestrator import tinyworld
     opts = _kv(args.overrides, {"profile": "default", "force": "false"})
-    tinyworld.check_profile(opts["profile"])
+    if opts["profile"] not in tinyworld.PROFILES:
+        raise ConfigError("profile", opts["profile"], "allowed: " + ", ".join(tinyworld.PROFILES))
     if args.action == "build":
         world = tinyworld.build(opts["profile"], force=opts["force"].lower() in ("1", "true", "yes"))
         print(f"policy: {world.policy_dir}\nprm: {world.prm_dir}")
     else:
         report = tinyworld.report(opts["profile"])
-        print(json.dumps(report) if args.json else tinyworld.format_report(report))
+        print(json.dumps(report) if args.json else json.dumps(report, indent=2))
     return 0
 
 

@@ -41,7 +41,6 @@ class Experiment:
     units: Callable[[Any], list[dict]]
     execute: Callable[[Any, list[dict], Any], Iterator[tuple[dict, dict]]]
     summarize: Callable[[Any, list, Any], Summary]
-    describe_unit: Callable[[dict], str] = lambda unit: str(unit.get("id", ""))
 
 
 def get_experiment(kind: str) -> Experiment:

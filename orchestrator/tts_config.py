@@ -13,7 +13,7 @@ AGGREGATIONS = ("last", "min", "prod", "mean")
 
 @dataclass
 class DatasetConfig:
-    name: str = "arith"  # arith | jsonl | champ
+    name: str = "arith"  # arith | jsonl
     path: str | None = None  # jsonl: a local file with question/answer(/level) fields
     split: str = "test"
     num_problems: int = 100
@@ -80,7 +80,7 @@ class TTSConfig(RunConfig):
             raise ConfigError("search.temperature", s.temperature, "must be >= 0")
         if s.resamples < 1:
             raise ConfigError("search.resamples", s.resamples, "must be >= 1")
-        check_choice("dataset.name", self.dataset.name, ("arith", "jsonl", "champ"))
+        check_choice("dataset.name", self.dataset.name, ("arith", "jsonl"))
         if self.dataset.name == "jsonl":
             from orchestrator.config import check_path_exists
             check_path_exists("dataset.path", self.dataset.path)

@@ -1,0 +1,49 @@
+"""Problems for search and sampling experiments: the tiny world's `arith`, or a local JSONL file.
+
+Every problem is `(id, question, answer, level)`; a JSONL line names its fields with the
+config's question/answer/level keys (MATH-500, GSM8K or CHAMP exported to JSONL load as is).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    question: str
+    answer: str
+    level: int | None = None
+
+
+def load_items(cfg) -> list[Item]:
+    """The first `num_problems` problems of the configured dataset, in a fixed order."""
+    if cfg.name == "arith":
+        from orchestrator.tasks import arith
+        per_level = -(-cfg.num_problems // len(arith.LEVELS))
+        problems = arith.problems(cfg.split, per_level, seed=arith.TEST_SEED)
+        by_level = [[p for p in problems if p.level == lvl] for lvl in arith.LEVELS]
+        interleaved = [lvl[i] for i in range(per_level) for lvl in by_level]  # every level represented
+        return [Item(p.id, p.question, p.answer, p.level) for p in interleaved[:cfg.num_problems]]
+    if cfg.name == "jsonl":
+        items = []
+        for n, line in enumerate(Path(cfg.path).expanduser().read_text().splitlines()):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            for key in (cfg.question_key, cfg.answer_key):
+                if key not in row:
+                    raise ConfigError("dataset." + ("question_key" if key == cfg.question_key else "answer_key"),
+                                      key, f"line {n + 1} of {cfg.path} has only {sorted(row)}")
+            question = str(row[cfg.question_key])
+            level = row.get(cfg.level_key)
+            item_id = str(row.get("id") or row.get("unique_id") or hashlib.sha1(question.encode()).hexdigest()[:12])
+            digits = "".join(ch for ch in str(level) if ch.isdigit()) if level is not None else ""
+            items.append(Item(item_id, question, str(row[cfg.answer_key]), int(digits) if digits else None))
+        return items[:cfg.num_problems]
+    raise ConfigError("dataset.name", cfg.name, "allowed: arith, jsonl")

@@ -1,0 +1,284 @@
+"""The test-time-compute sweep (Snell et al. 2024): accuracy vs budget N for every strategy.
+
+Work units, each keyed by its content:
+- `oracle` (problem): K whole solutions, for the difficulty bins (pass@1 and mean PRM score);
+- `sampling` (problem, N_max): N_max whole solutions scored by the PRM; majority, best-of-N
+  and weighted best-of-N at every smaller N come from nested subsamples of them;
+- `search` (problem, method, N): one run of beam search, DVTS or lookahead at budget N.
+The scheduler drives the strategies of many units at once through the policy and PRM pools.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import asdict
+
+import numpy as np
+
+from orchestrator import plots
+from orchestrator.config import to_dict
+from orchestrator.datasets import load_items
+from orchestrator.experiments import Experiment, Summary
+from orchestrator.grading import answers_equal, extract_answer
+from orchestrator.models import resolve_policy_path, resolve_prm_path
+from orchestrator.protocols import PromptFormat
+from orchestrator.search import SAMPLING_METHODS, STRATEGIES, SearchConfig
+from orchestrator.search.aggregate import aggregate
+from orchestrator.passuntil.estimators import bootstrap_mean_interval
+from orchestrator.scheduler import drive_searches
+from orchestrator.search.subsample import mean_and_interval, subsample_outcomes
+from orchestrator.tts_config import TREE_METHODS, TTSConfig
+from orchestrator.tts_stats import Config as SweepPoint
+from orchestrator.tts_stats import compute_optimal, difficulty_levels, oracle_difficulty, predicted_difficulty
+
+VOTE_OF_METHOD = {"majority": "majority", "best_of_n": "naive", "weighted_best_of_n": "weighted"}
+
+
+def _setup(cfg: TTSConfig) -> dict:
+    """Everything besides problem, method, N and seed that changes a unit's result."""
+    s = cfg.search
+    return {"policy": cfg.policy.path, "prm": cfg.prm.path, "prm_family": cfg.prm.family,
+            "prompt": to_dict(cfg)["prompt"], "temperature": s.temperature, "top_p": s.top_p,
+            "max_step_tokens": s.max_step_tokens, "max_solution_tokens": s.max_solution_tokens,
+            "aggregation": s.aggregation, "beam_width": s.beam_width, "lookahead": s.lookahead,
+            "max_iterations": s.max_iterations, "filter_duplicates": s.filter_duplicates,
+            "model_recipe": _recipe_tag(cfg)}
+
+
+def _recipe_tag(cfg: TTSConfig) -> dict:
+    """The tiny-world recipe behind `tinyworld:<profile>` paths, so a new recipe means new units."""
+    from orchestrator.models import BUILTIN_PREFIX
+    tags = {}
+    for key, path in (("policy", cfg.policy.path), ("prm", cfg.prm.path)):
+        if path.startswith(BUILTIN_PREFIX):
+            from orchestrator.tinyworld import build_dir
+            tags[key] = build_dir(path[len(BUILTIN_PREFIX):]).name
+    return tags
+
+
+def units(cfg: TTSConfig) -> list[dict]:
+    setup = _setup(cfg)
+    n_max = max(cfg.search.budgets)
+    out = []
+    for item in load_items(cfg.dataset):
+        base = {"problem": item.id, "seed": cfg.seed, "setup": setup}
+        out.append({**base, "kind": "oracle", "n": cfg.oracle_samples})
+        if any(m in SAMPLING_METHODS for m in cfg.search.methods):
+            out.append({**base, "kind": "sampling", "n": n_max})
+        for method in cfg.search.methods:
+            if method in TREE_METHODS:
+                out += [{**base, "kind": "search", "method": method, "n": n} for n in cfg.search.budgets]
+    return out
+
+
+def prompt_format(cfg: TTSConfig) -> PromptFormat:
+    p = cfg.prompt
+    if p.template or p.use_chat:
+        return PromptFormat(template=p.template or "{question}", step_delimiter=p.step_delimiter,
+                            use_chat=p.use_chat, system_prompt=p.system_prompt)
+    if cfg.policy.path.startswith("tinyworld:"):
+        from orchestrator.tinyworld import PROMPT_FORMAT
+        return PROMPT_FORMAT
+    return PromptFormat(step_delimiter=p.step_delimiter, use_chat=True, system_prompt=p.system_prompt)
+
+
+def _strategy(unit: dict, question: str, cfg: TTSConfig, fmt: PromptFormat):
+    s = cfg.search
+    search_cfg = SearchConfig(n=unit["n"], beam_width=s.beam_width, max_iterations=s.max_iterations,
+                              temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_step_tokens,
+                              max_solution_tokens=s.max_solution_tokens, aggregation=s.aggregation,
+                              lookahead=s.lookahead if unit.get("method") == "lookahead" else 0,
+                              filter_duplicates=s.filter_duplicates)
+    method = unit.get("method", "weighted_best_of_n")  # oracle and sampling units: whole solutions
+    seed = unit["seed"] if unit["kind"] != "oracle" else unit["seed"] + 7919  # oracle draws its own samples
+    return STRATEGIES[method](question, search_cfg, fmt, seed, extract_answer, answers_equal)
+
+
+def num_parameters(model_dir: str) -> int:
+    """Parameters of an HF checkpoint, counted on the meta device (no weights loaded)."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(model_dir)
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _launch_pools(cfg: TTSConfig, policy_dir: str, prm_dir: str, run_dir):
+    from actors.placement import ModelPlacement, backend_kwargs
+    from actors.policy import PolicyActor
+    from actors.pool import ReplicaPool
+    from actors.prm import PRMActor, PRMConfig
+
+    def placement(m):
+        return ModelPlacement(num_replicas=m.replicas, num_gpus=m.num_gpus, tensor_parallel=m.tensor_parallel,
+                              gpu_memory_utilization=m.gpu_memory_utilization, num_cpus=m.num_cpus)
+
+    env = {"VLLM_CACHE_ROOT": str(run_dir / "vllm-cache"), "OMP_WAIT_POLICY": "PASSIVE"}
+    pp = placement(cfg.policy)
+    policy_kwargs = backend_kwargs(pp, cfg.policy.backend)
+    if cfg.policy.backend == "vllm":
+        policy_kwargs["enforce_eager"] = cfg.policy.enforce_eager
+    policy = ReplicaPool.launch(PolicyActor, pp, cfg.policy.backend, policy_dir, env=env,
+                                max_batch=cfg.policy.batch_size, **policy_kwargs)
+    qp = placement(cfg.prm)
+    prm_kwargs = backend_kwargs(qp, "transformers")
+    prm = ReplicaPool.launch(PRMActor, qp, PRMConfig(model=prm_dir, family=cfg.prm.family,
+                                                     batch_size=cfg.prm.batch_size),
+                             env=env, max_batch=cfg.prm.batch_size, **prm_kwargs)
+    return policy, prm
+
+
+def execute(cfg: TTSConfig, pending: list[dict], ctx):
+    if not pending:
+        return
+    items = {item.id: item for item in load_items(cfg.dataset)}
+    policy_dir, prm_dir = resolve_policy_path(cfg.policy.path), resolve_prm_path(cfg.prm.path)
+    flops_per_token = {"policy": 2 * num_parameters(policy_dir), "prm": 2 * num_parameters(prm_dir)}
+    fmt = prompt_format(cfg)
+    ctx.log(f"[tts] policy {policy_dir} ({cfg.policy.backend}), PRM {prm_dir}")
+    policy_pool, prm_pool = _launch_pools(cfg, policy_dir, prm_dir, ctx.run_dir)
+    # Cheap search units first, so partial results cover every method early.
+    order = sorted(pending, key=lambda u: (u["n"], u["kind"] != "search"))
+    jobs = ((u, _strategy(u, items[u["problem"]].question, cfg, fmt)) for u in order)
+    max_active = max(ctx.max_in_flight, 8 * (cfg.policy.replicas + cfg.prm.replicas))
+    try:
+        for unit, result, wall in drive_searches(jobs, policy_pool, prm_pool, max_active):
+            yield unit, unit_result(unit, result, items[unit["problem"]], cfg, flops_per_token, wall)
+    finally:
+        policy_pool.shutdown()
+        prm_pool.shutdown()
+
+
+def unit_result(unit: dict, result, item, cfg: TTSConfig, flops_per_token: dict, wall: float) -> dict:
+    u = result.usage
+    computed_prompt = u.policy_prompt_tokens - u.policy_cached_prompt_tokens
+    row = {"policy_prompt_tokens": u.policy_prompt_tokens,
+           "policy_cached_prompt_tokens": u.policy_cached_prompt_tokens,
+           "policy_generated_tokens": u.policy_generated_tokens, "prm_tokens": u.prm_tokens,
+           "policy_samples": u.policy_samples,
+           "policy_flops": flops_per_token["policy"] * (computed_prompt + u.policy_generated_tokens),
+           "prm_flops": flops_per_token["prm"] * u.prm_tokens,
+           "compute_seconds": u.policy_compute_seconds + u.prm_compute_seconds, "wall_seconds": wall,
+           "iterations": result.iterations, "level": item.level}
+    if unit["kind"] == "search":
+        row.update(answer=result.answer, correct=bool(result.answer is not None and answers_equal(result.answer, item.answer)),
+                   completions=len(result.solutions),
+                   best_solution=cfg.prompt.step_delimiter.join(result.solutions[0].steps) if result.solutions else "")
+        if result.trees:
+            row["trees"] = [[asdict(node) for node in tree] for tree in result.trees]
+        return row
+    sols = result.solutions
+    row.update(answers=[s.answer for s in sols],
+               correct=[bool(s.answer is not None and answers_equal(s.answer, item.answer)) for s in sols],
+               step_scores=[s.step_scores for s in sols],
+               sample_solution=cfg.prompt.step_delimiter.join(sols[0].steps) if sols else "")
+    return row
+
+
+def summarize(cfg: TTSConfig, rows, ctx) -> Summary:
+    agg = cfg.search.aggregation
+    budgets = sorted(cfg.search.budgets)
+    by_kind = defaultdict(dict)
+    for r in rows:
+        key = (r.unit["kind"], r.unit.get("method"), r.unit["n"])
+        by_kind[key][r.unit["problem"]] = r.result
+    oracle = by_kind[("oracle", None, cfg.oracle_samples)]
+    problems = list(oracle)  # dataset order
+    oracle_level = difficulty_levels(oracle_difficulty([oracle[p]["correct"] for p in problems]))
+    final_scores = [[aggregate(s, agg) if s else 0.0 for s in oracle[p]["step_scores"]] for p in problems]
+    predicted_level = difficulty_levels(predicted_difficulty(final_scores))
+
+    # Per (method, N): per-problem accuracy (mean over resamples for sampling methods) and cost.
+    per_problem: dict[tuple[str, int], np.ndarray] = {}
+    intervals: dict[tuple[str, int], tuple[float, float, float]] = {}
+    cost: dict[tuple[str, int], dict] = {}
+    sampling = by_kind.get(("sampling", None, max(budgets)), {})
+    if sampling:
+        outcomes = {p: subsample_outcomes(sampling[p]["answers"],
+                                          [aggregate(s, agg) if s else 0.0 for s in sampling[p]["step_scores"]],
+                                          sampling[p]["correct"], budgets, answers_equal,
+                                          num_resamples=cfg.search.resamples, seed=cfg.seed)
+                    for p in problems}
+        methods = [m for m in cfg.search.methods if m in SAMPLING_METHODS] + ["pass@n"]
+        for m in methods:
+            metric = VOTE_OF_METHOD.get(m, "pass")
+            for n in budgets:
+                draws = [outcomes[p][n][metric] for p in problems]  # problems x resamples
+                per_problem[(m, n)] = np.mean(draws, axis=1)
+                intervals[(m, n)] = mean_and_interval(draws)
+                scale = n / max(budgets)  # a subsample of n costs n/N_max of the full draw
+                cost[(m, n)] = _mean_cost([sampling[p] for p in problems], scale, with_prm=m not in ("majority", "pass@n"))
+    for m in [m for m in cfg.search.methods if m in TREE_METHODS]:
+        for n in budgets:
+            res = by_kind[("search", m, n)]
+            per_problem[(m, n)] = np.array([float(res[p]["correct"]) for p in problems])
+            intervals[(m, n)] = bootstrap_mean_interval(per_problem[(m, n)], seed=cfg.seed)
+            cost[(m, n)] = _mean_cost([res[p] for p in problems], 1.0, with_prm=True)
+
+    accuracy_rows, level_rows = [], []
+    for (m, n), acc in per_problem.items():
+        mean, low, high = intervals[(m, n)]
+        accuracy_rows.append({"method": m, "n": n, "accuracy": mean, "ci_low": low, "ci_high": high,
+                              "problems": len(acc), **cost[(m, n)]})
+        for level in range(1, 6):
+            mask = oracle_level == level
+            if mask.any():
+                level_rows.append({"method": m, "n": n, "level": level, "accuracy": float(acc[mask].mean()),
+                                   "problems": int(mask.sum())})
+    accuracy_rows.sort(key=lambda r: (r["method"], r["n"]))
+    searchable = [(m, n) for (m, n) in per_problem if m != "pass@n"]
+    curve_rows = []
+    for bins, levels in (("oracle", oracle_level), ("predicted", predicted_level)):
+        points = [SweepPoint(f"{m}@{n}", n, per_problem[(m, n)]) for (m, n) in searchable]
+        for point in compute_optimal(points, levels, budgets, seed=cfg.seed):
+            curve_rows.append({"bins": bins, "n": int(point.budget), "accuracy": point.accuracy,
+                               "ci_low": point.low, "ci_high": point.high,
+                               "choices": "; ".join(f"L{c.level}:{c.best}" for c in point.levels)})
+    samples = [{"problem": p, "level": oracle[p]["level"], "method": "sampling",
+                "solution": sampling[p]["sample_solution"] if sampling else oracle[p]["sample_solution"]}
+               for p in problems[:10]]
+    for m in [m for m in cfg.search.methods if m in TREE_METHODS]:
+        res = by_kind[("search", m, max(budgets))]
+        samples += [{"problem": p, "level": res[p]["level"], "method": m, "answer": res[p]["answer"],
+                     "correct": res[p]["correct"], "solution": res[p]["best_solution"]} for p in problems[:5]]
+
+    figures = {
+        "accuracy_vs_n": plots.accuracy_vs_budget(ctx.run_dir / "accuracy_vs_n.png", accuracy_rows,
+                                                  "n", "accuracy vs budget N"),
+        "accuracy_vs_flops": plots.accuracy_vs_budget(ctx.run_dir / "accuracy_vs_flops.png", accuracy_rows,
+                                                      "flops", "accuracy vs FLOPs per problem"),
+        "accuracy_by_level": plots.level_bars(ctx.run_dir / "accuracy_by_level.png", level_rows, max(budgets)),
+        "compute_optimal": plots.compute_optimal(ctx.run_dir / "compute_optimal.png", curve_rows, accuracy_rows),
+    }
+    best = max((r for r in accuracy_rows if r["method"] != "pass@n"), key=lambda r: r["accuracy"])
+    scalars = {f"accuracy/{r['method']}@{r['n']}": r["accuracy"] for r in accuracy_rows}
+    scalars.update(best_method=f"{best['method']}@{best['n']}", best_accuracy=best["accuracy"],
+                   problems=len(problems))
+    oracle_pass1 = oracle_difficulty([oracle[p]["correct"] for p in problems])
+    notes = (f"{len(problems)} problems; policy `{cfg.policy.path}` ({cfg.policy.backend}), "
+             f"PRM `{cfg.prm.path}` ({cfg.prm.family}); aggregation `{agg}`; beam width {cfg.search.beam_width}. "
+             f"Oracle pass@1 over {cfg.oracle_samples} samples: {oracle_pass1.mean():.3f}. "
+             "Sampling methods at N < N_max are means over "
+             f"{cfg.search.resamples} nested subsamples; intervals are 95% bootstrap intervals over problems. "
+             "Levels are oracle difficulty quintiles (1 = easiest); the compute-optimal curve picks, per level "
+             "and budget, the best method by 2-fold cross-validation within the level.")
+    return Summary(title=f"Test-time compute sweep: {cfg.preset}", scalars=scalars,
+                   tables={"accuracy": accuracy_rows, "accuracy_by_level": level_rows,
+                           "compute_optimal": curve_rows, "samples": samples},
+                   figures=figures, notes=notes)
+
+
+def _mean_cost(results: list[dict], scale: float, with_prm: bool) -> dict:
+    def mean(key):
+        return float(np.mean([r[key] for r in results])) * scale
+    return {"policy_tokens": mean("policy_prompt_tokens") - mean("policy_cached_prompt_tokens")
+            + mean("policy_generated_tokens"),
+            "policy_generated_tokens": mean("policy_generated_tokens"),
+            "prm_tokens": mean("prm_tokens") if with_prm else 0.0,
+            "flops": mean("policy_flops") + (mean("prm_flops") if with_prm else 0.0),
+            "compute_seconds": mean("compute_seconds")}
+
+
+EXPERIMENT = Experiment("tts", TTSConfig, units, execute, summarize)
