@@ -60,3 +60,24 @@ def resolve_prm_path(path: str) -> str:
         from orchestrator import tinyworld
         return str(tinyworld.ensure_built(path[len(BUILTIN_PREFIX):]).prm_dir)
     return path
+
+
+def num_parameters(model_dir: str, non_embedding: bool = False) -> int:
+    """Parameters of an HF checkpoint, counted on the meta device (no weights loaded).
+
+    `non_embedding` leaves out the token embeddings (and an untied output head), the N of
+    scaling laws.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_dir)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    total = sum(p.numel() for p in model.parameters())
+    if non_embedding:
+        total -= model.get_input_embeddings().weight.numel()
+        head = model.get_output_embeddings()
+        if head is not None and head.weight is not model.get_input_embeddings().weight:
+            total -= head.weight.numel()
+    return total

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from orchestrator import runtime
 from orchestrator.config import ConfigError, RunConfig, config_hash, to_dict, to_yaml

@@ -9,7 +9,6 @@ The scheduler drives the strategies of many units at once through the policy and
 """
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from dataclasses import asdict
 
@@ -20,7 +19,7 @@ from orchestrator.config import to_dict
 from orchestrator.datasets import load_items
 from orchestrator.experiments import Experiment, Summary
 from orchestrator.grading import answers_equal, extract_answer
-from orchestrator.models import resolve_policy_path, resolve_prm_path
+from orchestrator.models import num_parameters, resolve_policy_path, resolve_prm_path
 from orchestrator.protocols import PromptFormat
 from orchestrator.search import SAMPLING_METHODS, STRATEGIES, SearchConfig
 from orchestrator.search.aggregate import aggregate
@@ -92,17 +91,6 @@ def _strategy(unit: dict, question: str, cfg: TTSConfig, fmt: PromptFormat):
     method = unit.get("method", "weighted_best_of_n")  # oracle and sampling units: whole solutions
     seed = unit["seed"] if unit["kind"] != "oracle" else unit["seed"] + 7919  # oracle draws its own samples
     return STRATEGIES[method](question, search_cfg, fmt, seed, extract_answer, answers_equal)
-
-
-def num_parameters(model_dir: str) -> int:
-    """Parameters of an HF checkpoint, counted on the meta device (no weights loaded)."""
-    import torch
-    from transformers import AutoConfig, AutoModel
-
-    config = AutoConfig.from_pretrained(model_dir)
-    with torch.device("meta"):
-        model = AutoModel.from_config(config)
-    return sum(p.numel() for p in model.parameters())
 
 
 def _launch_pools(cfg: TTSConfig, policy_dir: str, prm_dir: str, run_dir):

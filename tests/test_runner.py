@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from conftest import REPO
 from wandb_offline import read_run

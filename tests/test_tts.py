@@ -1,9 +1,13 @@
 """The test-time-compute sweep end to end: the tts-smoke preset on the tiny world's test profile."""
 import json
+import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
+from localcluster import local_cluster, submit_and_wait
 from orchestrator.config import load_config
 from orchestrator.tts import units
 from orchestrator.tts_config import METHODS
@@ -22,13 +26,20 @@ def test_units_cover_every_method_and_budget():
     assert not {json.dumps(u, sort_keys=True) for u in us} & {json.dumps(u, sort_keys=True) for u in other}
 
 
-def test_tts_smoke_end_to_end(runs_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """tts-smoke run locally once: (run folder, summary.json)."""
+    tmp = tmp_path_factory.mktemp("tts")
+    env = {**os.environ, "SCALERUN_RUNS_DIR": str(tmp / "runs"), "WANDB_DIR": str(tmp / "wandb")}
     p = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "tts-smoke", "progress=lines"],
-                       cwd=REPO, capture_output=True, text=True, timeout=900)
+                       cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    run_dir = next(runs_dir.glob("tts-smoke/*"))
-    summary = json.loads((run_dir / "summary.json").read_text())
+    run_dir = next((tmp / "runs").glob("tts-smoke/*"))
+    return run_dir, json.loads((run_dir / "summary.json").read_text())
+
+
+def test_tts_smoke_end_to_end(smoke_run):
+    run_dir, summary = smoke_run
     rows = summary["tables"]["accuracy"]
     got = {(r["method"], r["n"]) for r in rows}
     assert {(m, n) for m in METHODS for n in (4, 16)} <= got
@@ -46,3 +57,22 @@ def test_tts_smoke_end_to_end(runs_dir, tmp_path, monkeypatch):
     results = [json.loads(x) for x in (run_dir / "results.jsonl").read_text().splitlines()]
     dvts = [r for r in results if r["unit"].get("method") == "dvts"]
     assert dvts and all(r["result"]["trees"] for r in dvts)  # trees kept for inspection
+
+
+def test_same_sweep_on_a_two_node_cluster_via_job_submit(smoke_run, tmp_path):
+    """Submitted to a head plus a worker node, with replicas on both: the same numbers."""
+    _, local = smoke_run
+    runs = tmp_path / "runs"
+    runtime_env = {"env_vars": {"SCALERUN_RUNS_DIR": str(runs), "WANDB_DIR": str(tmp_path / "wandb"),
+                                "WANDB_MODE": "offline", "OMP_WAIT_POLICY": "PASSIVE"}}
+    with local_cluster(tmp_path, workers=1) as (address, env):
+        status, logs = submit_and_wait(address, env, [sys.executable, "experiments/tts_sweep.py", "tts-smoke",
+                                                      "policy.replicas=2", "prm.replicas=2", "progress=lines"],
+                                       runtime_env, REPO, timeout=900)
+    assert "succeeded" in status, status + logs[-5000:]
+    assert "2 node(s)" in logs
+    remote = json.loads(next(runs.glob("tts-smoke/*/summary.json")).read_text())
+    # PRM tokens computed depend on prefix-cache hits, so on which replica served a problem.
+    key = ("method", "n", "accuracy", "ci_low", "ci_high", "policy_tokens", "policy_generated_tokens")
+    assert [{k: r[k] for k in key} for r in remote["tables"]["accuracy"]] == \
+        [{k: r[k] for k in key} for r in local["tables"]["accuracy"]]

@@ -126,10 +126,10 @@ def run_many(strategies: Sequence[Strategy], policy: Policy, scorer: Scorer) -> 
     while waiting:
         batch, waiting = waiting, {}
         replies = {}
-        for kind, call in ((Generate, policy.generate), (Score, scorer.score)):
+        for kind, model, method in ((Generate, policy, "generate"), (Score, scorer, "score")):
             ids = [i for i, op in batch.items() if isinstance(op, kind)]
             flat = [request for i in ids for request in batch[i].requests]
-            answers = call(flat) if flat else []
+            answers = getattr(model, method)(flat) if flat else []
             if len(answers) != len(flat):
                 raise RuntimeError(f"{kind.__name__}: {len(answers)} results for {len(flat)} requests")
             start = 0

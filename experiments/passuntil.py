@@ -1,0 +1,7 @@
+"""PassUntil evaluation of a model series: `ray job submit --working-dir . -- python experiments/passuntil.py [preset] [key=value ...]`."""
+import sys
+
+from _entry import run_preset
+
+if __name__ == "__main__":
+    sys.exit(run_preset("passuntil"))
