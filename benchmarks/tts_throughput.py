@@ -19,9 +19,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from orchestrator import runtime  # noqa: E402
 from orchestrator.config import load_config  # noqa: E402
 from orchestrator.datasets import load_items  # noqa: E402
-from orchestrator.models import resolve_policy_path, resolve_prm_path  # noqa: E402
+from orchestrator.models import launch_policy_pool, launch_prm_pool, resolve_policy_path, resolve_prm_path  # noqa: E402
 from orchestrator.scheduler import drive_searches  # noqa: E402
-from orchestrator.tts import _launch_pools, _strategy, prompt_format  # noqa: E402
+from orchestrator.tts import _strategy, prompt_format  # noqa: E402
 
 
 def sweep(cfg, items, pools, max_active):
@@ -49,7 +49,8 @@ def main():
     runtime.connect(cfg.ray)
     run_dir = Path(os.environ.get("SCALERUN_RUNS_DIR", "runs")) / "benchmarks"
     run_dir.mkdir(parents=True, exist_ok=True)
-    pools = _launch_pools(cfg, resolve_policy_path(cfg.policy.path), resolve_prm_path(cfg.prm.path), run_dir)
+    pools = (launch_policy_pool(cfg.policy, resolve_policy_path(cfg.policy.path), run_dir),
+             launch_prm_pool(cfg.prm, resolve_prm_path(cfg.prm.path), run_dir))
     try:
         sweep(cfg, items[:4], pools, 4)  # warm up both replicas
         batched_wall, batched, stats = sweep(cfg, items, pools, len(items))

@@ -104,6 +104,8 @@ def preset_path(preset: str) -> Path:
 def _explain(e: OmegaConfBaseException, schema: type) -> ConfigError:
     key = getattr(e, "full_key", None) or getattr(e, "key", None) or "?"
     value = getattr(e, "value", None)
+    if isinstance(e, ValidationError) and key.endswith("]"):  # a bad list element: name the list
+        key = key[:key.rindex("[")]
     if isinstance(e, (ConfigKeyError, ConfigAttributeError)):
         parent = key.rsplit(".", 1)[0] if "." in key else ""
         return ConfigError(key, value, "unknown key; allowed keys"

@@ -24,7 +24,7 @@ class ModelConfig:
     num_gpus: float = 0  # a fraction colocates models on one GPU
     tensor_parallel: int = 1
     gpu_memory_utilization: float = 0.4
-    batch_size: int = 64
+    batch_size: int = 256  # sequences per forward pass (and per call to a replica)
     dtype: str = "auto"
     enforce_eager: bool = True
 
@@ -81,3 +81,40 @@ def num_parameters(model_dir: str, non_embedding: bool = False) -> int:
         if head is not None and head.weight is not model.get_input_embeddings().weight:
             total -= head.weight.numel()
     return total
+
+
+def _placement(m: ModelConfig):
+    from actors.placement import ModelPlacement
+    return ModelPlacement(num_replicas=m.replicas, num_gpus=m.num_gpus, tensor_parallel=m.tensor_parallel,
+                          gpu_memory_utilization=m.gpu_memory_utilization, num_cpus=m.num_cpus)
+
+
+def _env(run_dir) -> dict[str, str]:
+    return {"VLLM_CACHE_ROOT": str(run_dir / "vllm-cache"), "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def launch_policy_pool(m: ModelConfig, model_dir: str, run_dir):
+    """`m.replicas` policy actors placed as configured, behind one least-loaded pool."""
+    from actors.placement import backend_kwargs
+    from actors.policy import PolicyActor
+    from actors.pool import ReplicaPool
+
+    placement = _placement(m)
+    kwargs = backend_kwargs(placement, m.backend)
+    if m.backend == "vllm":
+        kwargs["enforce_eager"] = m.enforce_eager
+    else:
+        kwargs["max_batch_size"] = m.batch_size
+    return ReplicaPool.launch(PolicyActor, placement, m.backend, model_dir, env=_env(run_dir),
+                              max_batch=m.batch_size, **kwargs)
+
+
+def launch_prm_pool(m: ModelConfig, model_dir: str, run_dir):
+    """`m.replicas` PRM actors (transformers, incremental scoring) behind one pool."""
+    from actors.placement import backend_kwargs
+    from actors.pool import ReplicaPool
+    from actors.prm import PRMActor, PRMConfig
+
+    placement = _placement(m)
+    return ReplicaPool.launch(PRMActor, placement, PRMConfig(model=model_dir, family=m.family, batch_size=m.batch_size),
+                              env=_env(run_dir), max_batch=m.batch_size, **backend_kwargs(placement, "transformers"))

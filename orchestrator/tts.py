@@ -19,7 +19,8 @@ from orchestrator.config import to_dict
 from orchestrator.datasets import load_items
 from orchestrator.experiments import Experiment, Summary
 from orchestrator.grading import answers_equal, extract_answer
-from orchestrator.models import num_parameters, resolve_policy_path, resolve_prm_path
+from orchestrator.models import (launch_policy_pool, launch_prm_pool, num_parameters, resolve_policy_path,
+                                 resolve_prm_path)
 from orchestrator.protocols import PromptFormat
 from orchestrator.search import SAMPLING_METHODS, STRATEGIES, SearchConfig
 from orchestrator.search.aggregate import aggregate
@@ -93,31 +94,6 @@ def _strategy(unit: dict, question: str, cfg: TTSConfig, fmt: PromptFormat):
     return STRATEGIES[method](question, search_cfg, fmt, seed, extract_answer, answers_equal)
 
 
-def _launch_pools(cfg: TTSConfig, policy_dir: str, prm_dir: str, run_dir):
-    from actors.placement import ModelPlacement, backend_kwargs
-    from actors.policy import PolicyActor
-    from actors.pool import ReplicaPool
-    from actors.prm import PRMActor, PRMConfig
-
-    def placement(m):
-        return ModelPlacement(num_replicas=m.replicas, num_gpus=m.num_gpus, tensor_parallel=m.tensor_parallel,
-                              gpu_memory_utilization=m.gpu_memory_utilization, num_cpus=m.num_cpus)
-
-    env = {"VLLM_CACHE_ROOT": str(run_dir / "vllm-cache"), "OMP_WAIT_POLICY": "PASSIVE"}
-    pp = placement(cfg.policy)
-    policy_kwargs = backend_kwargs(pp, cfg.policy.backend)
-    if cfg.policy.backend == "vllm":
-        policy_kwargs["enforce_eager"] = cfg.policy.enforce_eager
-    policy = ReplicaPool.launch(PolicyActor, pp, cfg.policy.backend, policy_dir, env=env,
-                                max_batch=cfg.policy.batch_size, **policy_kwargs)
-    qp = placement(cfg.prm)
-    prm_kwargs = backend_kwargs(qp, "transformers")
-    prm = ReplicaPool.launch(PRMActor, qp, PRMConfig(model=prm_dir, family=cfg.prm.family,
-                                                     batch_size=cfg.prm.batch_size),
-                             env=env, max_batch=cfg.prm.batch_size, **prm_kwargs)
-    return policy, prm
-
-
 def execute(cfg: TTSConfig, pending: list[dict], ctx):
     if not pending:
         return
@@ -126,7 +102,8 @@ def execute(cfg: TTSConfig, pending: list[dict], ctx):
     flops_per_token = {"policy": 2 * num_parameters(policy_dir), "prm": 2 * num_parameters(prm_dir)}
     fmt = prompt_format(cfg)
     ctx.log(f"[tts] policy {policy_dir} ({cfg.policy.backend}), PRM {prm_dir}")
-    policy_pool, prm_pool = _launch_pools(cfg, policy_dir, prm_dir, ctx.run_dir)
+    policy_pool = launch_policy_pool(cfg.policy, policy_dir, ctx.run_dir)
+    prm_pool = launch_prm_pool(cfg.prm, prm_dir, ctx.run_dir)
     # Cheap search units first, so partial results cover every method early.
     order = sorted(pending, key=lambda u: (u["n"], u["kind"] != "search"))
     jobs = ((u, _strategy(u, items[u["problem"]].question, cfg, fmt)) for u in order)

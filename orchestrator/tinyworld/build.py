@@ -1,0 +1,244 @@
+"""`scalerun tinyworld build`: train, evaluate and cache the tiny world's policy and PRM.
+
+A build is a pure function of its recipe (a profile) and seed. It lives in
+`<cache>/tinyworld/<profile>-<recipe hash>/` with `policy/` and `prm/` (HF checkpoints) and
+`meta.json` (the recipe, training history and the report), where <cache> is
+$SCALERUN_CACHE_DIR or the user cache dir. meta.json is written last, so a directory with it
+is complete; a second build of the same recipe returns at once. The trained policy is also
+kept in `<cache>/tinyworld/policy-<hash of the policy recipe>/`, so that a recipe changing
+only the PRM or the evaluation does not train the policy again.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+import torch
+from transformers import GenerationConfig, LlamaForCausalLM
+
+from orchestrator.tasks import arith
+from orchestrator.tinyworld.evaluate import evaluate
+from orchestrator.tinyworld.policy import MAX_NEW_TOKENS, PROMPT_FORMAT, train_policy
+from orchestrator.tinyworld.prm import monte_carlo_labels, sample_chains, train_prm
+from orchestrator.tinyworld.prm_model import score_with
+from orchestrator.tinyworld.tokenizer import build_tokenizer
+
+EVAL_SAMPLES = 64  # samples per test problem: pass@64 and four disjoint best-of-16 groups
+
+PROFILES: dict[str, dict] = {
+    "default": dict(
+        seed=0,
+        policy_hidden=128, policy_layers=3, policy_ffn=384, policy_lr=3e-3, policy_batch=32,
+        policy_steps=3000, policy_eval_every=100, policy_max_pass1=0.6, val_per_level=10, val_samples=4,
+        prm_labels="exact", prm_problems_per_level=120, prm_samples_per_problem=16,
+        prm_steps=600, prm_batch=32, prm_lr=1e-3,
+        mc_check_chains=60, mc_rollouts=4,
+        test_per_level=40,
+    ),
+    "test": dict(
+        seed=0,
+        policy_hidden=64, policy_layers=2, policy_ffn=128, policy_lr=3e-3, policy_batch=16,
+        policy_steps=150, policy_eval_every=75, policy_max_pass1=0.6, val_per_level=2, val_samples=2,
+        prm_labels="exact", prm_problems_per_level=4, prm_samples_per_problem=4,
+        prm_steps=20, prm_batch=16, prm_lr=1e-3,
+        mc_check_chains=4, mc_rollouts=2,
+        test_per_level=1,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TinyWorld:
+    root: Path
+    policy_dir: Path
+    prm_dir: Path
+    meta: dict
+
+
+def cache_root() -> Path:
+    base = os.environ.get("SCALERUN_CACHE_DIR") or platformdirs.user_cache_dir("scalerun")
+    return Path(base).expanduser() / "tinyworld"
+
+
+def recipe_hash(recipe: dict) -> str:
+    return hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def build_dir(profile: str) -> Path:
+    return cache_root() / f"{profile}-{recipe_hash(_recipe(profile))}"
+
+
+def _recipe(profile: str) -> dict:
+    if profile not in PROFILES:
+        raise KeyError(f"unknown tinyworld profile {profile!r}; known: {sorted(PROFILES)}")
+    return PROFILES[profile]
+
+
+def _load(root: Path) -> TinyWorld:
+    return TinyWorld(root, root / "policy", root / "prm", json.loads((root / "meta.json").read_text()))
+
+
+class Progress:
+    """A rich progress bar on a terminal, a plain line every 10% (or 30 s) otherwise."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.last_line = total, 0, 0.0
+        self.rich = None
+        if sys.stdout.isatty():
+            from rich.progress import Progress as RichProgress
+            self.rich = RichProgress()
+            self.task = self.rich.add_task("tinyworld build", total=total)
+            self.rich.start()
+
+    def log(self, message: str) -> None:
+        if self.rich:
+            self.rich.console.print(f"[tinyworld] {message}", markup=False)
+        else:
+            print(f"[tinyworld] {message}", flush=True)
+
+    def advance(self, n: int = 1) -> None:
+        before, self.done = self.done, self.done + n
+        if self.rich:
+            self.rich.update(self.task, completed=self.done)
+        elif (self.done * 10 // self.total > before * 10 // self.total
+              or time.time() - self.last_line > 30):
+            self.last_line = time.time()
+            print(f"[tinyworld] {100 * self.done // self.total}% ({self.done}/{self.total} units)", flush=True)
+
+    def close(self) -> None:
+        if self.rich:
+            self.rich.stop()
+
+
+def _save_policy(policy, tokenizer, path: Path) -> None:
+    policy.generation_config = GenerationConfig(
+        do_sample=True, temperature=0.8, top_p=1.0, top_k=0, max_new_tokens=MAX_NEW_TOKENS,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    policy.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "prompt_format.json").write_text(json.dumps(PROMPT_FORMAT.__dict__, indent=1))
+
+
+def _policy_stage(recipe: dict, tokenizer, progress: Progress, force: bool):
+    """The trained policy, cached on its own under a hash of the recipe entries it depends on,
+    so that builds differing only in the PRM or evaluation recipe train it once."""
+    policy_recipe = {k: v for k, v in recipe.items() if k == "seed" or k.startswith(("policy_", "val_"))}
+    root = cache_root() / f"policy-{recipe_hash(policy_recipe)}"
+    if not (root / "stage.json").exists() or force:
+        started, cpu_started = time.time(), time.process_time()
+        policy, history = train_policy(tokenizer, recipe, progress.log, progress.advance)
+        staging = root.parent / f"{root.name}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        _save_policy(policy, tokenizer, staging)
+        stage = {"history": history, "seconds": round(time.time() - started, 1),
+                 "cpu_seconds": round(time.process_time() - cpu_started, 1)}
+        (staging / "stage.json").write_text(json.dumps(stage, indent=1))
+        shutil.rmtree(root, ignore_errors=True)
+        staging.rename(root)
+        return policy, {**stage, "dir": root, "reused_seconds": 0.0, "reused_cpu_seconds": 0.0}
+    stage = json.loads((root / "stage.json").read_text())
+    progress.log(f"policy reused from {root}")
+    progress.advance(recipe["policy_steps"])
+    policy = LlamaForCausalLM.from_pretrained(root)
+    return policy, {**stage, "dir": root, "reused_seconds": stage["seconds"],
+                    "reused_cpu_seconds": stage["cpu_seconds"]}
+
+
+def _train_and_evaluate(recipe: dict, out: Path, progress: Progress, force: bool) -> dict:
+    started, cpu_started = time.time(), time.process_time()
+    seed = recipe["seed"]
+    tokenizer = build_tokenizer()
+    policy, stage = _policy_stage(recipe, tokenizer, progress, force)
+    shutil.copytree(stage["dir"], out / "policy")
+
+    prm_problems = arith.problems("train", recipe["prm_problems_per_level"], seed=seed + 1)
+    chains = sample_chains(policy, tokenizer, prm_problems, recipe["prm_samples_per_problem"], seed=seed + 1)
+    progress.advance(len(prm_problems))
+    # Monte Carlo labels for every chain in "mc" mode, else for a sample to compare with.
+    mc_chains = chains if recipe["prm_labels"] == "mc" else chains[:recipe["mc_check_chains"]]
+    mc = monte_carlo_labels(policy, tokenizer, mc_chains, recipe["mc_rollouts"], seed=seed + 2)
+    exact = [label for chain in mc_chains for label in chain.labels]
+    mc_flat = [label for labels in mc for label in labels]
+    mc_agreement = sum((m > 0) == (e > 0) for m, e in zip(mc_flat, exact)) / max(1, len(exact))
+    if recipe["prm_labels"] == "mc":
+        for chain, labels in zip(chains, mc):
+            chain.labels = labels
+    progress.log(f"prm data: {len(chains)} chains, {len(exact)} steps checked by Monte Carlo "
+                 f"(agreement with exact labels {mc_agreement:.3f})")
+    prm = train_prm(policy, tokenizer, chains, recipe, progress.log, progress.advance)
+    prm.save_pretrained(out / "prm")
+    tokenizer.save_pretrained(out / "prm")
+    train_seconds = time.time() - started
+
+    test = arith.test_problems(recipe["test_per_level"])
+    test_chains = sample_chains(policy, tokenizer, test, EVAL_SAMPLES, seed=seed + 3)
+    by_problem: dict[str, list] = {p.id: [] for p in test}
+    for chain in test_chains:
+        by_problem[chain.problem.id].append(chain)
+    for problem_id in by_problem:  # empty outputs count as wrong samples
+        by_problem[problem_id] += [None] * (EVAL_SAMPLES - len(by_problem[problem_id]))
+    present = [c for chains_ in by_problem.values() for c in chains_ if c is not None]
+    flat_scores = iter(score_with(prm, tokenizer, [(c.problem.question, c.steps) for c in present]))
+    scores = {pid: [next(flat_scores) if c is not None else [] for c in chains_]
+              for pid, chains_ in by_problem.items()}
+    progress.advance(len(test))
+    report = evaluate(test, by_problem, scores)
+    # A policy reused from the stage cache counts with the time it took to train.
+    report.update(build_seconds=round(time.time() - started + stage["reused_seconds"], 1),
+                  build_cpu_seconds=round(time.process_time() - cpu_started + stage["reused_cpu_seconds"], 1),
+                  policy_seconds=stage["seconds"], policy_reused=stage["reused_seconds"] > 0,
+                  train_seconds=round(train_seconds + stage["reused_seconds"], 1), mc_agreement=round(mc_agreement, 4),
+                  mc_checked_steps=len(exact), prm_train_chains=len(chains),
+                  policy_params=sum(p.numel() for p in policy.parameters()),
+                  prm_params=sum(p.numel() for p in prm.parameters()))
+    return {"history": stage["history"], "report": report}
+
+
+def build(profile: str = "default", force: bool = False) -> TinyWorld:
+    """Builds (or returns the cached) tiny world of a profile."""
+    recipe = _recipe(profile)
+    root = build_dir(profile)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f"{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; the others then find it built
+        if (root / "meta.json").exists() and not force:
+            return _load(root)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        staging = root.parent / f"{root.name}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        levels = len(arith.LEVELS)
+        total = recipe["policy_steps"] + levels * recipe["prm_problems_per_level"] + recipe["prm_steps"] \
+            + levels * recipe["test_per_level"]
+        progress = Progress(total)
+        try:
+            progress.log(f"building profile {profile!r} into {root}")
+            results = _train_and_evaluate(recipe, staging, progress, force)
+        finally:
+            progress.close()
+            torch.set_num_threads(threads)
+        meta = {"profile": profile, "recipe": recipe, "recipe_hash": recipe_hash(recipe),
+                "prompt_format": PROMPT_FORMAT.__dict__, **results}
+        (staging / "meta.json").write_text(json.dumps(meta, indent=1))
+        shutil.rmtree(root, ignore_errors=True)
+        staging.rename(root)
+        return _load(root)
+
+
+def ensure_built(profile: str = "default") -> TinyWorld:
+    return build(profile, force=False)
+
+
+def report(profile: str = "default") -> dict:
+    """The build's measured report (builds first if needed)."""
+    return ensure_built(profile).meta["report"]

@@ -1,0 +1,59 @@
+"""vLLM policy backend (vllm-cpu here): determinism, finish reasons, prefix-cache accounting.
+
+One engine for the whole module: each start costs about 20 s of CPU.
+"""
+import os
+from dataclasses import replace
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+import pytest
+
+from orchestrator.protocols import GenerateRequest
+from test_policy_backends import EOS_CHARS, STOP_CHARS, build_tiny_llama, mixed_requests, texts
+
+pytest.importorskip("vllm")
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    from actors.policy import VLLMBackend
+
+    os.environ["VLLM_CACHE_ROOT"] = str(tmp_path_factory.mktemp("vllm-cache"))
+    engine = VLLMBackend(build_tiny_llama(str(tmp_path_factory.mktemp("tiny"))), enforce_eager=True,
+                         max_model_len=512)
+    yield engine
+    engine.shutdown()
+
+
+def test_samples_depend_only_on_the_request(backend):
+    requests = mixed_requests()
+    batched = backend.generate(requests)
+    reversed_batch = backend.generate(requests[::-1])[::-1]
+    for request, in_batch, in_reversed in zip(requests, batched, reversed_batch):
+        alone = backend.generate([request])[0]
+        assert texts(alone) == texts(in_batch) == texts(in_reversed)
+    assert len({s.text for s in batched[3].samples}) == 4
+
+
+def test_finish_reasons_token_counts_and_cache(backend):
+    long_prompt = "the same long prefix " * 10  # 210 tokens: one full block (128 on CPU)
+    # 24 prompts, 5k prompt tokens: more than one step's default token budget (2048), which once
+    # crashed vllm-cpu through a chunked prefill of seeded requests.
+    requests = [GenerateRequest(prompt=long_prompt + str(i), n=2, seed=i, max_tokens=2 + 3 * (i % 6),
+                                stop=STOP_CHARS) for i in range(24)]
+    first = backend.generate([replace(requests[0], n=1)])[0]  # n > 1 would share its own prefix
+    results = backend.generate(requests)
+    assert {s.finish_reason for r in results for s in r.samples} == {"stop", "eos", "length"}
+    for request, result in zip(requests, results):
+        assert result.prompt_tokens == len(backend.tokenizer(request.prompt)["input_ids"])
+        assert result.generated_tokens == sum(s.num_tokens for s in result.samples)
+        assert result.compute_seconds > 0
+        for s in result.samples:
+            assert 1 <= s.num_tokens <= request.max_tokens
+            assert not any(c in s.text for c in STOP_CHARS + tuple(EOS_CHARS))
+            if s.finish_reason == "length":
+                assert s.num_tokens == request.max_tokens
+    assert first.cached_prompt_tokens == 0
+    assert results[0].cached_prompt_tokens >= 128  # its prompt was computed by the first call
