@@ -18,7 +18,7 @@ from orchestrator.config import ConfigError
 # Built-in kinds: name -> "module:attribute", imported only when used.
 KINDS = {
     "tts": "orchestrator.tts:EXPERIMENT",
-    "speedrun": "orchestrator.speedrun.replay:EXPERIMENT",
+    "speedrun": "orchestrator.speedrun.experiment:EXPERIMENT",
     "passuntil": "orchestrator.passuntil.experiment:EXPERIMENT",
 }
 

