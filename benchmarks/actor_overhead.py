@@ -77,12 +77,6 @@ def actor_vs_direct(backend: str, model: str, num_requests: int, max_tokens: int
             "actor_vs_direct_tokens_per_s_ratio": round(ratio, 3)}
 
 
-def prm_incremental_vs_naive(args) -> dict:
-    """Slot for the PRM engineer: PRM tokens computed over a 10-step search, incremental vs naive
-    rescoring; must return {"prm_incremental_vs_naive_tokens_ratio": ...} and its details."""
-    return {}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
@@ -100,6 +94,7 @@ def main():
     os.environ.setdefault("VLLM_CACHE_ROOT", os.path.join(scratch, "vllm"))
     import ray
     import torch
+    from prm_incremental import prm_incremental_vs_naive  # this folder is on sys.path
 
     torch.set_num_threads(1)
     if not args.model:
@@ -110,7 +105,7 @@ def main():
     try:
         summary = actor_vs_direct(args.backend, args.model, args.requests, args.max_tokens, args.repeats,
                                   args.rounds)
-        summary.update(prm_incremental_vs_naive(args))
+        summary.update(prm_incremental_vs_naive(num_steps=10))
     finally:
         ray.shutdown()
     print(json.dumps(summary))

@@ -6,6 +6,7 @@ from orchestrator.passuntil.sampling import pass_until
 from orchestrator.protocols import GenerateResult, Sample
 from orchestrator.scheduler import drive_searches
 from orchestrator.search import run
+from test_scheduler import InlinePool
 
 
 class CoinPolicy:
@@ -39,31 +40,12 @@ def test_stops_at_r_passes_or_cap_and_keeps_fixed_k():
     assert never["policy_generated_tokens"] == 200
 
 
-class Pool:
-    def __init__(self, model):
-        self.model = model
-
-    def submit(self, method, items, affinity=None):
-        return Done(self.model.generate(items))
-
-    def wait(self, calls):
-        return calls, []
-
-
-class Done:
-    def __init__(self, results):
-        self.results = results
-
-    def result(self):
-        return self.results
-
-
 def test_batched_across_instances_equals_alone():
     rule = PassUntilRule(r=2, cap=300, first_round=8)
     p = {f"q{i}": 0.02 * (i + 1) for i in range(6)}
     alone = {q: run(pass_until(q, rule, 1, grade, fixed_k=8), CoinPolicy(p), None) for q in p}
     policy = CoinPolicy(p)
     jobs = (({"problem": q}, pass_until(q, rule, 1, grade, fixed_k=8)) for q in p)
-    together = {u["problem"]: res for u, res, _ in drive_searches(jobs, Pool(policy), None, max_active=6)}
+    together = {u["problem"]: res for u, res, _ in drive_searches(jobs, InlinePool(policy, "generate"), None, max_active=6)}
     assert together == alone
     assert len(policy.calls) < sum(r["rounds"] for r in alone.values())

@@ -15,7 +15,7 @@ class InlinePool:
         self.model, self.method, self.batches = model, method, []
 
     def submit(self, method, items, affinity=None):
-        assert method == self.method and len(affinity) == len(items)
+        assert method == self.method and len(affinity) == len(items)  # one affinity key per request
         self.batches.append(len(items))
         return InlineCall(getattr(self.model, method)(items))
 

@@ -20,7 +20,7 @@ from orchestrator.progress import Progress
 
 SERIES = {
     "default": {"widths": [32, 48, 64, 80, 96], "steps": 2000, "batch": 32, "lr": 3e-3, "eval_every": 250},
-    "test": {"widths": [16, 32, 48], "steps": 60, "batch": 16, "lr": 3e-3, "eval_every": 60},
+    "test": {"widths": [16, 32, 48], "steps": 300, "batch": 16, "lr": 3e-3, "eval_every": 300},
 }
 
 

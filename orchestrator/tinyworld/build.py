@@ -118,7 +118,7 @@ class Progress:
             self.rich.stop()
 
 
-def _save_policy(policy, tokenizer, path: Path) -> None:
+def save_policy(policy, tokenizer, path: Path) -> None:
     policy.generation_config = GenerationConfig(
         do_sample=True, temperature=0.8, top_p=1.0, top_k=0, max_new_tokens=MAX_NEW_TOKENS,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -138,7 +138,7 @@ def _policy_stage(recipe: dict, tokenizer, progress: Progress, force: bool):
         policy, history = train_policy(tokenizer, recipe, progress.log, progress.advance)
         staging = root.parent / f"{root.name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
-        _save_policy(policy, tokenizer, staging)
+        save_policy(policy, tokenizer, staging)
         stage = {"history": history, "seconds": round(time.time() - started, 1),
                  "cpu_seconds": round(time.process_time() - cpu_started, 1)}
         (staging / "stage.json").write_text(json.dumps(stage, indent=1))

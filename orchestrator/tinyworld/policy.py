@@ -87,7 +87,7 @@ def train_policy(tokenizer: PreTrainedTokenizerFast, recipe: dict, log: Callable
     seed = recipe["seed"]
     torch.manual_seed(seed)
     model = LlamaForCausalLM(llama_config(tokenizer, recipe["policy_hidden"], recipe["policy_layers"],
-                                          recipe["policy_ffn"]))
+                                          recipe["policy_ffn"], head_dim=recipe.get("policy_head_dim", 32)))
     val = arith.problems("val", recipe["val_per_level"], seed=seed)
     steps, lr = recipe["policy_steps"], recipe["policy_lr"]
     warmup = min(100, steps // 5)

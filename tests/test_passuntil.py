@@ -1,0 +1,46 @@
+"""PassUntil end to end: the passuntil-smoke preset on the test-profile model series."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from orchestrator.config import ConfigError, load_config
+from orchestrator.passuntil.experiment import units
+
+
+def test_units_are_model_by_problem_and_config_errors_name_the_key():
+    cfg = load_config("passuntil-smoke")
+    us = units(cfg)
+    assert len(us) == 3 * 20 and len({(u["model"], u["problem"]) for u in us}) == 60
+    for overrides, key in ((["cap=1"], "cap"), (["series=huge"], "series"), (["models=[/no/a,/no/b,/no/c]"], "models[0].path"),
+                           (["models=[/tmp]"], "models")):
+        with pytest.raises(ConfigError) as e:
+            load_config("passuntil-smoke", overrides)
+        assert e.value.key == key
+
+
+def test_passuntil_smoke_end_to_end(tmp_path):
+    env = {**os.environ, "SCALERUN_RUNS_DIR": str(tmp_path / "runs"), "WANDB_DIR": str(tmp_path / "wandb")}
+    p = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "passuntil-smoke", "progress=lines"],
+                       cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    run_dir = next((tmp_path / "runs").glob("passuntil-smoke/*"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    models = summary["tables"]["models"]
+    assert [m["model"] for m in models] == ["w16", "w32", "w48"]
+    assert models[0]["params"] < models[1]["params"] < models[2]["params"]
+    for m in models:
+        assert 0 <= m["pu_low"] <= m["pu"] <= m["pu_high"] <= 1
+        assert m["samples_drawn"] >= 20 * 8  # at least the fixed-K draws of every instance
+    s = summary["scalars"]
+    assert math.isfinite(s["fit_slope"]) and math.isfinite(s["fit_intercept"])
+    assert s["heldout_model"] == "w48" and s["heldout_measured_pu"] == models[2]["pu"]
+    assert 0 < s["heldout_predicted_pu"] < 1
+    censored = summary["tables"]["censored"]
+    assert all(r["samples"] == 64 and r["passes"] < 2 and r["upper_bound"] > 0 for r in censored)
+    for png in ("scaling_law.png", "fixed_k_vs_passuntil.png"):
+        assert (run_dir / png).stat().st_size > 5000
