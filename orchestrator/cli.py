@@ -84,7 +84,7 @@ def _tinyworld(args) -> int:
         print(f"policy: {world.policy_dir}\nprm: {world.prm_dir}")
     else:
         report = tinyworld.report(opts["profile"])
-        print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+        print(json.dumps(report) if args.json else tinyworld.format_report(report))
     return 0
 
 

@@ -38,6 +38,14 @@ class Progress:
         r = self.rate()
         return (self.total - self.done) / r if r > 0 else None
 
+    def log(self, message: str) -> None:
+        """A message above the bar (or a plain line), prefixed with the loop's name."""
+        line = f"[{self.description}] {message}"
+        if self._bar is not None:
+            self._bar.console.print(line, markup=False)
+        elif self.mode != "quiet":
+            print(line, flush=True)
+
     def advance(self, n: int = 1) -> None:
         self.done += n
         if self._bar is not None:

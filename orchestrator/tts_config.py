@@ -90,3 +90,6 @@ class TTSConfig(RunConfig):
             raise ConfigError("oracle_samples", self.oracle_samples, "must be a positive int")
         self.policy.validate("policy")
         self.prm.validate("prm")
+        from actors.prm_families import FAMILIES
+        if self.prm.family:
+            check_choice("prm.family", self.prm.family, tuple(FAMILIES))

@@ -20,6 +20,7 @@ BAD = [
     (["search.beamwidth=4"], "search.beamwidth"),  # an unknown key
     (["bogus=1"], "bogus"),
     (["policy.backend=tensorrt"], "policy.backend"),
+    (["prm.family=openai"], "prm.family"),
     (["dataset.name=jsonl", "dataset.path=/no/such.jsonl"], "dataset.path"),
 ]
 

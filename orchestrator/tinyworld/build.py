@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import platformdirs
 import torch
 from transformers import GenerationConfig, LlamaForCausalLM
 
+from orchestrator.progress import Progress
 from orchestrator.tasks import arith
 from orchestrator.tinyworld.evaluate import evaluate
 from orchestrator.tinyworld.policy import MAX_NEW_TOKENS, PROMPT_FORMAT, train_policy
@@ -84,38 +84,6 @@ def _recipe(profile: str) -> dict:
 
 def _load(root: Path) -> TinyWorld:
     return TinyWorld(root, root / "policy", root / "prm", json.loads((root / "meta.json").read_text()))
-
-
-class Progress:
-    """A rich progress bar on a terminal, a plain line every 10% (or 30 s) otherwise."""
-
-    def __init__(self, total: int):
-        self.total, self.done, self.last_line = total, 0, 0.0
-        self.rich = None
-        if sys.stdout.isatty():
-            from rich.progress import Progress as RichProgress
-            self.rich = RichProgress()
-            self.task = self.rich.add_task("tinyworld build", total=total)
-            self.rich.start()
-
-    def log(self, message: str) -> None:
-        if self.rich:
-            self.rich.console.print(f"[tinyworld] {message}", markup=False)
-        else:
-            print(f"[tinyworld] {message}", flush=True)
-
-    def advance(self, n: int = 1) -> None:
-        before, self.done = self.done, self.done + n
-        if self.rich:
-            self.rich.update(self.task, completed=self.done)
-        elif (self.done * 10 // self.total > before * 10 // self.total
-              or time.time() - self.last_line > 30):
-            self.last_line = time.time()
-            print(f"[tinyworld] {100 * self.done // self.total}% ({self.done}/{self.total} units)", flush=True)
-
-    def close(self) -> None:
-        if self.rich:
-            self.rich.stop()
 
 
 def save_policy(policy, tokenizer, path: Path) -> None:
@@ -220,7 +188,7 @@ def build(profile: str = "default", force: bool = False) -> TinyWorld:
         levels = len(arith.LEVELS)
         total = recipe["policy_steps"] + levels * recipe["prm_problems_per_level"] + recipe["prm_steps"] \
             + levels * recipe["test_per_level"]
-        progress = Progress(total)
+        progress = Progress("tinyworld build", total)
         try:
             progress.log(f"building profile {profile!r} into {root}")
             results = _train_and_evaluate(recipe, staging, progress, force)
