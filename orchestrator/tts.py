@@ -196,7 +196,9 @@ def summarize(cfg: TTSConfig, rows, ctx) -> Summary:
     searchable = [(m, n) for (m, n) in per_problem if m != "pass@n"]
     curve_rows = []
     for bins, levels in (("oracle", oracle_level), ("predicted", predicted_level)):
-        points = [SweepPoint(f"{m}@{n}", n, per_problem[(m, n)]) for (m, n) in searchable]
+        # Lookahead-k spends N x (k+1) generations: that is its budget on this curve.
+        points = [SweepPoint(f"{m}@{n}", n * (cfg.search.lookahead + 1) if m == "lookahead" else n,
+                             per_problem[(m, n)]) for (m, n) in searchable]
         for point in compute_optimal(points, levels, budgets, seed=cfg.seed):
             curve_rows.append({"bins": bins, "n": int(point.budget), "accuracy": point.accuracy,
                                "ci_low": point.low, "ci_high": point.high,

@@ -88,8 +88,9 @@ def test_a_dead_rank_on_one_node_ends_the_whole_run(tmp_path, cluster):
     ray.get(pg.ready(), timeout=60)
     r = RecordRun(record, pg, tmp_path / "logs", StopRules(target=2.0, timeout_s=150)).wait()
     ray.util.remove_placement_group(pg)
-    node1 = r["nodes"][1]
-    assert node1["returncode"] != 0 and node1["reason"] == "crashed"
+    # Whichever node notices first crashes; the other is crashed by the broken group or stopped.
+    assert all(n["returncode"] != 0 and n["reason"] in ("crashed", "stopped") for n in r["nodes"])
+    assert any(n["reason"] == "crashed" for n in r["nodes"])
     assert r["status"] == "failed" and r["reason"] in ("crashed", "stopped")
     assert r["wall_s"] < 90
     ranks = [pid for n in r["nodes"] for pid in pids_in_log(n["log_path"], "rank_pid")]

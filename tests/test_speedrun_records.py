@@ -121,4 +121,4 @@ def test_script_rules_on_real_modded_nanogpt_sources(tmp_path, monkeypatch):
         "timed region line missing: training_time_ms += 1000 * (time.perf_counter() - t0)",
         "timed region line missing: t0 = time.perf_counter()"]
     (tmp_path / "env.yaml").write_text(yaml.safe_dump({"script": "${MODDED_NANOGPT_DIR}/2025-09-03_FA3.txt"}))
-    assert load_record(tmp_path / "env.yaml").script == LOGS / "2025-09-03_FA3.txt"
+    assert load_record(tmp_path / "env.yaml").script == (LOGS / "2025-09-03_FA3.txt").resolve()

@@ -236,7 +236,8 @@ def test_replay_interleaves_retries_and_summarizes(tmp_path, ray_session):
         vals = [4.0, 3.0, 1.5] if stem == "a_slow" else [4.0, 1.5]
         if end:
             vals = [4.0]
-        fake_script(folder, vals, end=end, tick=0.05, name=f"{stem}.py")
+        # a_slow runs long enough (3 x 0.5 s) for the live progress poll to see its points
+        fake_script(folder, vals, end=end, tick=0.5 if stem == "a_slow" else 0.05, name=f"{stem}.py")
         (folder / f"{stem}.yaml").write_text(yaml.safe_dump(
             {"order": order, "script": f"{stem}.py", "target_val_loss": 2.0, "launch": {"launcher": "python"}}))
     from orchestrator.speedrun.records import load_records
@@ -246,7 +247,7 @@ def test_replay_interleaves_retries_and_summarizes(tmp_path, ray_session):
     progress = []
     results = [result for _, result in replay(runs, {r.name: r for r in records}, tmp_path / "logs", retries=1,
                                               timeout_s=60, on_progress=lambda key, pts: progress.append(key),
-                                              poll_s=0.5)]
+                                              poll_s=0.2)]
     names = [r["record"].split("/")[1] for r in results]
     # interleaved rounds (a b c, c b a); the broken record is retried once right away, and only
     # its last attempt is reported
