@@ -50,3 +50,22 @@ def test_replay_ladder_with_candidate_fsr(tmp_path):
     assert all((run_dir / r["log"]).exists() for r in runs)
     for png in ("val_loss_vs_time.png", "speedups.png"):
         assert (run_dir / png).stat().st_size > 5000
+
+
+def test_gpu_preset_and_modded_nanogpt_record_launch_spec(tmp_path, monkeypatch):
+    """The GPU cluster path, checked without GPUs: preset, launch command, node bundle, env."""
+    from orchestrator.config import load_config
+    from orchestrator.speedrun.records import launch_command, launch_env, load_record
+
+    monkeypatch.setenv("MODDED_NANOGPT_DIR", str(tmp_path))
+    (tmp_path / "train_gpt.py").write_text("print('stand-in for modded-nanogpt train_gpt.py')\n")
+    cfg = load_config("speedrun/modded_nanogpt")
+    assert cfg.records == "records/modded-nanogpt" and cfg.max_concurrent == 4
+    record = load_record(REPO / "records" / "modded-nanogpt" / "train_gpt.yaml")
+    assert record.script == tmp_path / "train_gpt.py" and record.target_val_loss == 3.28
+    assert record.world_size == 8
+    assert record.node_resources() == {"CPU": 16, "GPU": 8}  # one all-or-nothing bundle per node
+    cmd = launch_command(record, python="python")
+    assert cmd[:4] == ["python", "-m", "torch.distributed.run", "--nproc_per_node=8"] and "--standalone" in cmd
+    assert cmd[-1] == str(tmp_path / "train_gpt.py")
+    assert launch_env(record, base={})["NCCL_DEBUG"] == "WARN"
