@@ -1,6 +1,6 @@
 """Test environment: every cache, temp dir and tracker folder inside one private temp dir.
 
-Never `ray stop`: clusters started here end through ray.shutdown(), Cluster.shutdown() or
+Never the Ray CLI's stop command (it ends every Ray process on the machine): clusters end through ray.shutdown(), Cluster.shutdown() or
 their own PIDs.
 """
 import os

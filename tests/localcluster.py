@@ -1,7 +1,7 @@
 """A real Ray cluster on this machine for tests: a head with a job server, plus worker nodes.
 
 Every node runs in its own session with free ports under one private temp dir, and is ended
-by its own PIDs (never `ray stop`, which would kill every Ray process on the machine).
+by its own PIDs (never the Ray CLI's stop command, which would kill every Ray process on the machine).
 """
 import contextlib
 import json
