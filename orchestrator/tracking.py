@@ -50,10 +50,6 @@ class Tracker:
         )
         self.step = 0
 
-    @property
-    def run_path(self) -> str | None:
-        return getattr(self.run, "dir", None)
-
     def log(self, metrics: dict[str, Any]) -> None:
         """Per-unit metrics and live curves; each call is one W&B step."""
         self.run.log(metrics, step=self.step)

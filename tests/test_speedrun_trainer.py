@@ -229,7 +229,7 @@ def test_actor_stop_kills_torchrun_tree(tmp_path, ray_session):
 
 @pytest.mark.slow
 def test_replay_interleaves_retries_and_summarizes(tmp_path, ray_session):
-    from orchestrator.speedrun.replay import markdown_tables, replay, summarize_replay
+    from orchestrator.speedrun.replay import replay, summarize_replay
     folder = tmp_path / "ladder"
     folder.mkdir()
     for stem, order, end in (("a_slow", 1, ""), ("b_fast", 2, ""), ("c_broken", 3, "raise SystemExit(2)")):
@@ -262,5 +262,3 @@ def test_replay_interleaves_retries_and_summarizes(tmp_path, ray_session):
     assert (rows["c_broken"]["runs"], rows["c_broken"]["ok"]) == (2, 0)
     assert summary["speedups"][0]["ratio"] == pytest.approx(2.0)
     assert summary["speedups"][1]["ratio"] is None
-    table = markdown_tables(summary)
-    assert "| 2/2 | 2.0 ± 0.0 |" in table and "2.00x" in table

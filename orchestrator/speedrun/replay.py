@@ -82,20 +82,3 @@ def summarize_replay(results: list[dict], records: list[Record]) -> dict:
             "acceptance": val_loss_acceptance(losses, record.target_val_loss) if losses else None,
         })
     return {"records": rows, "speedups": consecutive_speedups(times)}
-
-
-def markdown_tables(summary: dict) -> str:
-    """The time-to-target table and the speedup table, as Markdown."""
-    def fmt(x, spec=".1f"):
-        return "-" if x is None else format(x, spec)
-    lines = ["| record | ok/runs | time to target (s) | 95% CI | steps to target |",
-             "| --- | --- | --- | --- | --- |"]
-    for row in summary["records"]:
-        t, s = row["time_to_target_s"], row["steps_to_target"]
-        lines.append(f"| {row['record']} | {row['ok']}/{row['runs']} | {fmt(t['mean'])} ± {fmt(t['std'])} | "
-                     f"[{fmt(t['ci_low'])}, {fmt(t['ci_high'])}] | {fmt(s['mean'], '.0f')} ± {fmt(s['std'], '.1f')} |")
-    lines += ["", "| from | to | speedup | 95% CI |", "| --- | --- | --- | --- |"]
-    for sp in summary["speedups"]:
-        lines.append(f"| {sp['from']} | {sp['to']} | {fmt(sp['ratio'], '.2f')}x | "
-                     f"[{fmt(sp['ci_low'], '.2f')}, {fmt(sp['ci_high'], '.2f')}] |")
-    return "\n".join(lines)
