@@ -132,6 +132,8 @@ class TransformersBackend:
                 drawn = sample_tokens(logits, temperature[live], top_p[live], u).tolist()
                 keep = []
                 for pos, (b, tok) in enumerate(zip(live, drawn)):
+                    if finish[b] is not None:  # finished, waiting for the next compaction
+                        continue
                     generated[b].append(tok)
                     finish[b], texts[b] = self._check_finish(tok, generated[b], requests[b])
                     if finish[b] is None:
@@ -141,7 +143,9 @@ class TransformersBackend:
                 next_ids = torch.tensor(drawn, device=dev).unsqueeze(1)
                 mask = torch.cat([mask, torch.ones((len(live), 1), dtype=mask.dtype, device=dev)], dim=1)
                 positions = positions[:, -1:] + 1
-                if len(keep) < len(live):  # finished rows leave the batch and the KV cache
+                # Finished rows leave the batch and the KV cache once a quarter of it is done:
+                # compacting copies the whole cache, so doing it at every finish costs more.
+                if len(keep) <= 0.75 * len(live):
                     index = torch.tensor(keep, device=dev)
                     next_ids, mask, positions = next_ids[index], mask[index], positions[index]
                     for layer in cache.layers:
