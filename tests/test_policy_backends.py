@@ -71,15 +71,21 @@ def texts(result):
     return [(s.text, s.finish_reason, s.num_tokens) for s in result.samples]
 
 
-def test_samples_depend_only_on_the_request(backend):
+def assert_samples_depend_only_on_the_request(backend):
+    """Each request gives the same samples alone, in a batch and in a reversed batch; returns the batch."""
     requests = mixed_requests()
     batched = backend.generate(requests)
     reversed_batch = backend.generate(requests[::-1])[::-1]
     for request, in_batch, in_reversed in zip(requests, batched, reversed_batch):
         alone = backend.generate([request])[0]
         assert texts(alone) == texts(in_batch) == texts(in_reversed)
-    # ...and the seed does matter: sample i uses seed + i, so samples of one request differ.
     assert len({s.text for s in batched[3].samples}) == 4
+    return batched
+
+
+def test_samples_depend_only_on_the_request(backend):
+    batched = assert_samples_depend_only_on_the_request(backend)
+    # ...and the seed does matter: sample i uses seed + i, so samples of one request differ.
     other_seed = backend.generate([GenerateRequest(prompt="q", n=4, seed=12, max_tokens=40)])[0]
     assert texts(other_seed)[:3] == texts(batched[3])[1:]
 

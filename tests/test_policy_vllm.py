@@ -11,7 +11,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 import pytest
 
 from orchestrator.protocols import GenerateRequest
-from test_policy_backends import EOS_CHARS, STOP_CHARS, build_tiny_llama, mixed_requests, texts
+from test_policy_backends import EOS_CHARS, STOP_CHARS, assert_samples_depend_only_on_the_request, build_tiny_llama
 
 pytest.importorskip("vllm")
 
@@ -28,13 +28,7 @@ def backend(tmp_path_factory):
 
 
 def test_samples_depend_only_on_the_request(backend):
-    requests = mixed_requests()
-    batched = backend.generate(requests)
-    reversed_batch = backend.generate(requests[::-1])[::-1]
-    for request, in_batch, in_reversed in zip(requests, batched, reversed_batch):
-        alone = backend.generate([request])[0]
-        assert texts(alone) == texts(in_batch) == texts(in_reversed)
-    assert len({s.text for s in batched[3].samples}) == 4
+    assert_samples_depend_only_on_the_request(backend)
 
 
 def test_finish_reasons_token_counts_and_cache(backend):
