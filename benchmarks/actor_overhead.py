@@ -27,8 +27,7 @@ def policy_requests(num_requests: int, max_tokens: int):
             for i, p in enumerate(problems)]
 
 
-def actor_vs_direct(backend: str, model: str, num_requests: int, max_tokens: int, repeats: int,
-                    rounds: int) -> dict:
+def actor_vs_direct(backend: str, model: str, num_requests: int, max_tokens: int, pairs: int) -> dict:
     """Generated tokens/s of one replica through `ReplicaPool` vs the same backend in-process."""
     from actors.placement import ModelPlacement, backend_kwargs
     from actors.policy import PolicyActor, make_backend
@@ -45,36 +44,37 @@ def actor_vs_direct(backend: str, model: str, num_requests: int, max_tokens: int
         runs = {"direct": direct.generate, "actor": pool.generate}
         for run in runs.values():
             run(requests[:4])  # warm up
-        rates: dict[str, list[float]] = {name: [] for name in runs}
+        seconds: dict[str, list[float]] = {name: [] for name in runs}
+        tokens: dict[str, list[int]] = {name: [] for name in runs}
         overheads = []  # seconds per call spent outside the backend: Ray, pickling, routing
         outputs = {}
-        for repeat in range(repeats):  # back to back, order alternating: a busy spell hits both
-            for name in (("direct", "actor") if repeat % 2 == 0 else ("actor", "direct")):
-                tokens = backend_seconds = 0.0
+        # Calls alternate one by one, the order flipping every pair: a busy spell from another
+        # process on the machine hits both sides about equally.
+        for pair in range(pairs):
+            for name in (("direct", "actor") if pair % 2 == 0 else ("actor", "direct")):
                 start = time.perf_counter()
-                for _ in range(rounds):
-                    outputs[name] = runs[name](requests)
-                    tokens += sum(r.generated_tokens for r in outputs[name])
-                    backend_seconds += sum(r.compute_seconds for r in outputs[name])
-                seconds = time.perf_counter() - start
-                rates[name].append(tokens / seconds)
+                outputs[name] = runs[name](requests)
+                seconds[name].append(time.perf_counter() - start)
+                tokens[name].append(sum(r.generated_tokens for r in outputs[name]))
                 if name == "actor":
-                    overheads.append((seconds - backend_seconds) / rounds)
-                print(f"policy {name:6s} repeat {repeat}: {tokens:.0f} tokens in {seconds:.2f} s "
-                      f"= {tokens / seconds:.0f} tokens/s", flush=True)
+                    overheads.append(seconds[name][-1] - sum(r.compute_seconds for r in outputs[name]))
+            if (pair + 1) % 10 == 0:
+                print(f"policy pairs {pair + 1}/{pairs}: direct {sum(tokens['direct']) / sum(seconds['direct']):.0f} "
+                      f"tokens/s, actor {sum(tokens['actor']) / sum(seconds['actor']):.0f} tokens/s", flush=True)
         same = [r.samples for r in outputs["direct"]] == [r.samples for r in outputs["actor"]]
         print(f"policy samples identical through the actor: {same}")
     finally:
         pool.shutdown()
         if backend == "vllm":
             direct.shutdown()
-    # The median of per-pair ratios: each pair ran under about the same load from other processes.
-    ratio = statistics.median(a / d for a, d in zip(rates["actor"], rates["direct"]))
-    return {"backend": backend, "num_requests": num_requests,
-            "direct_tokens_per_s": round(statistics.median(rates["direct"]), 1),
-            "actor_tokens_per_s": round(statistics.median(rates["actor"]), 1), "samples_identical": same,
-            "actor_overhead_ms_per_call": round(1000 * statistics.median(overheads), 2),
-            "actor_vs_direct_tokens_per_s_ratio": round(ratio, 3)}
+    rate = {name: sum(tokens[name]) / sum(seconds[name]) for name in runs}
+    return {"backend": backend, "num_requests": num_requests, "pairs": pairs,
+            "direct_tokens_per_s": round(rate["direct"], 1), "actor_tokens_per_s": round(rate["actor"], 1),
+            "samples_identical": same, "actor_overhead_ms_per_call": round(1000 * statistics.median(overheads), 2),
+            "actor_vs_direct_tokens_per_s_ratio": round(rate["actor"] / rate["direct"], 3),
+            "actor_vs_direct_median_pair_ratio": round(statistics.median(
+                (t_a / s_a) / (t_d / s_d) for t_a, s_a, t_d, s_d in zip(
+                    tokens["actor"], seconds["actor"], tokens["direct"], seconds["direct"])), 3)}
 
 
 def main():
@@ -83,8 +83,7 @@ def main():
     parser.add_argument("--model", default="", help="policy checkpoint folder (default: tiny world 'test')")
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=8, help="measurement pairs (direct, actor)")
-    parser.add_argument("--rounds", type=int, default=3, help="batches per measurement")
+    parser.add_argument("--pairs", type=int, default=60, help="calls of the whole batch on each side")
     args = parser.parse_args()
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -103,8 +102,7 @@ def main():
         args.model = str(ensure_built("test").policy_dir)
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=scratch)
     try:
-        summary = actor_vs_direct(args.backend, args.model, args.requests, args.max_tokens, args.repeats,
-                                  args.rounds)
+        summary = actor_vs_direct(args.backend, args.model, args.requests, args.max_tokens, args.pairs)
         summary.update(prm_incremental_vs_naive(num_steps=10))
     finally:
         ray.shutdown()
