@@ -82,8 +82,7 @@ class TransformersBackend:
         prompts = [render_prompt(self.tokenizer, r) for r in requests]
         rows = [(ri, i) for ri, r in enumerate(requests) for i in range(r.n)]
         samples: dict[tuple[int, int], Sample] = {}
-        for b in range(0, len(rows), self.max_batch_size):
-            chunk = rows[b:b + self.max_batch_size]
+        for chunk in self._length_buckets(rows, [len(prompts[ri]) for ri, _ in rows]):
             out = self._sample_rows([prompts[ri] for ri, _ in chunk],
                                     [requests[ri] for ri, _ in chunk],
                                     [requests[ri].seed + i for ri, i in chunk])
@@ -95,6 +94,23 @@ class TransformersBackend:
                                           generated_tokens=sum(s.num_tokens for s in ss)))
         split_seconds(time.perf_counter() - start, results)
         return results
+
+    MAX_PADDING = 1.25  # a batch's longest prompt over its shortest
+
+    def _length_buckets(self, rows: list, lengths: list[int]) -> list[list]:
+        """Rows sorted by prompt length and cut into batches of at most max_batch_size whose
+        longest prompt is at most MAX_PADDING x the shortest: left padding costs compute in
+        the prefill and in every decoding step's attention, and prompts of many problems at
+        different depths of a search differ in length several-fold."""
+        order = sorted(range(len(rows)), key=lambda k: lengths[k])
+        buckets: list[list] = []
+        shortest = 0
+        for k in order:
+            if not buckets or len(buckets[-1]) >= self.max_batch_size or lengths[k] > self.MAX_PADDING * shortest:
+                buckets.append([])
+                shortest = lengths[k]
+            buckets[-1].append(rows[k])
+        return buckets
 
     async def generate_async(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
         """One batch at a time in a worker thread, so the actor still answers while it runs."""

@@ -19,6 +19,7 @@ class Item:
     question: str
     answer: str
     level: int | None = None
+    reference_steps: tuple[str, ...] = ()  # a checkable reference solution, where the task has one
 
 
 def load_items(cfg) -> list[Item]:
@@ -29,7 +30,7 @@ def load_items(cfg) -> list[Item]:
         problems = arith.problems(cfg.split, per_level, seed=arith.TEST_SEED)
         by_level = [[p for p in problems if p.level == lvl] for lvl in arith.LEVELS]
         interleaved = [lvl[i] for i in range(per_level) for lvl in by_level]  # every level represented
-        return [Item(p.id, p.question, p.answer, p.level) for p in interleaved[:cfg.num_problems]]
+        return [Item(p.id, p.question, p.answer, p.level, p.reference_steps) for p in interleaved[:cfg.num_problems]]
     if cfg.name == "jsonl":
         items = []
         for n, line in enumerate(Path(cfg.path).expanduser().read_text().splitlines()):

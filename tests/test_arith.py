@@ -47,23 +47,25 @@ def test_problem_format_and_levels():
 
 def test_known_problem():
     p = arith.make_problem(37, [("+", 25), ("-", 32), ("*", 3)])
-    assert p.question == "Start at 37. Apply in order: + 25, - 32, * 3."
-    assert p.reference_steps == ("37 + 25 = 62", "62 - 32 = 30", "30 * 3 = \\boxed{90}")
+    assert p.question == "Start at 37. Apply in order: a) + 25, b) - 32, c) * 3."
+    assert p.reference_steps == ("a) 37 + 25 = 62", "b) 62 - 32 = 30", "c) 30 * 3 = \\boxed{90}")
     assert p.answer == "90" and p.level == 3
 
 
 def test_step_correctness_is_prefix_correctness():
     p = arith.make_problem(37, [("+", 25), ("-", 32), ("*", 3)])
-    assert arith.step_correctness(p, ["37 + 25 = 62", "62  - 32 = 30"]) == [True, True]
-    assert arith.step_correctness(p, ["37 + 25 = 62", "62 - 32 = 31"]) == [True, False]
+    assert arith.step_correctness(p, ["a) 37 + 25 = 62", "b)  62  - 32 = 30"]) == [True, True]
+    assert arith.step_correctness(p, ["a) 37 + 25 = 62", "b) 62 - 32 = 31"]) == [True, False]
     # A wrong step stays wrong for the rest of the chain, even if later arithmetic is right.
-    wrong = ["37 + 25 = 63", "63 - 32 = 31", "31 * 3 = \\boxed{93}"]
+    wrong = ["a) 37 + 25 = 63", "b) 63 - 32 = 31", "c) 31 * 3 = \\boxed{93}"]
     assert arith.step_correctness(p, wrong) == [False, False, False]
     # A right answer from a wrong chain is not a fully correct chain.
-    lucky = ["37 + 25 = 61", "61 - 32 = 30", "30 * 3 = \\boxed{90}"]
+    lucky = ["a) 37 + 25 = 61", "b) 61 - 32 = 30", "c) 30 * 3 = \\boxed{90}"]
     assert grade("\n\n".join(lucky), p.answer) and not arith.is_fully_correct(p, lucky)
     assert not arith.is_fully_correct(p, list(p.reference_steps) + ["extra"])
     assert not arith.is_fully_correct(p, list(p.reference_steps[:2]))
+    # The right arithmetic on the wrong operation (labels swapped) is off track.
+    assert arith.step_correctness(p, ["b) 37 - 32 = 5"]) == [False]
 
 
 def test_invalid_arguments():

@@ -17,10 +17,28 @@ def test_units_are_model_by_problem_and_config_errors_name_the_key():
     us = units(cfg)
     assert len(us) == 3 * 20 and len({(u["model"], u["problem"]) for u in us}) == 60
     for overrides, key in ((["cap=1"], "cap"), (["series=huge"], "series"), (["models=[/no/a,/no/b,/no/c]"], "models[0].path"),
-                           (["models=[/tmp]"], "models")):
+                           (["models=[/tmp]"], "models"), (["pass_criterion=exact"], "pass_criterion"),
+                           (["pass_criterion=chain", "dataset.name=jsonl", "dataset.path=/tmp/x.jsonl"],
+                            "pass_criterion")):
         with pytest.raises(ConfigError) as e:
             load_config("passuntil-smoke", overrides)
         assert e.value.key == key
+
+
+def test_chain_criterion_refuses_a_lucky_answer():
+    from orchestrator.datasets import load_items
+    from orchestrator.passuntil.experiment import _passes
+
+    answer_cfg = load_config("passuntil-smoke")
+    chain_cfg = load_config("passuntil-smoke", ["pass_criterion=chain"])
+    item = next(i for i in load_items(answer_cfg.dataset) if i.level == 2)
+    right = "\n\n".join(item.reference_steps)
+    first_value = item.reference_steps[0].split(" = ")[1]
+    lucky = right.replace(f"= {first_value}", f"= {int(first_value) + 1}", 1)  # wrong step, right answer
+    assert lucky != right
+    assert _passes(answer_cfg, item)(right) and _passes(answer_cfg, item)(lucky)
+    assert _passes(chain_cfg, item)(right) and not _passes(chain_cfg, item)(lucky)
+    assert _passes(chain_cfg, item)(right.replace("\n\n", "\n\n  ") + "\n\n")  # whitespace aside
 
 
 def test_passuntil_smoke_end_to_end(tmp_path):

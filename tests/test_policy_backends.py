@@ -146,3 +146,13 @@ def test_top_p_keeps_only_the_nucleus_and_sampling_follows_the_distribution():
     expected = torch.softmax(torch.tensor([0.0, 3.0, 2.9, -1.0]), -1).double()
     assert torch.allclose(counts, expected, atol=0.03), (counts, expected)
     assert 0.45 < u.mean() < 0.55 and len(set(u.tolist())) == rows
+
+
+def test_length_buckets_cover_every_row_once_with_bounded_padding(backend):
+    lengths = [40, 150, 41, 90, 45, 149, 100, 40, 60, 200, 52]
+    rows = [(k, 0) for k in range(len(lengths))]
+    buckets = backend._length_buckets(rows, lengths)
+    assert sorted(r for b in buckets for r in b) == rows
+    for bucket in buckets:
+        widths = [lengths[k] for k, _ in bucket]
+        assert len(bucket) <= backend.max_batch_size and max(widths) <= backend.MAX_PADDING * min(widths)

@@ -81,7 +81,7 @@ def test_report_has_the_issue_keys(world):
 
 def test_tokenizer_round_trip():
     tokenizer = build_tokenizer()
-    text = "Start at 4. Apply in order: * 8.\n\n4 * 8 = \\boxed{32}"
+    text = "Start at 4. Apply in order: a) * 8.\n\na) 4 * 8 = \\boxed{32}"
     ids = tokenizer(text).input_ids
     assert ids[0] == tokenizer.bos_token_id and len(ids) == len(text) + 1
     assert tokenizer.decode(ids, skip_special_tokens=True) == text
@@ -102,7 +102,7 @@ def test_monte_carlo_labels_have_one_value_per_step(world):
     tokenizer = AutoTokenizer.from_pretrained(world.policy_dir)
     problem = arith.make_problem(37, [("+", 25), ("-", 12)])
     right = Chain(problem, list(problem.reference_steps), [1.0, 1.0])
-    wrong = Chain(problem, ["37 + 25 = 62", "62 - 12 = \\boxed{51}"], [1.0, 0.0])
+    wrong = Chain(problem, ["a) 37 + 25 = 62", "b) 62 - 12 = \\boxed{51}"], [1.0, 0.0])
     labels = monte_carlo_labels(policy, tokenizer, [right, wrong], rollouts=3, seed=0)
     assert [len(x) for x in labels] == [2, 2]
     assert labels[0][1] == 1.0 and labels[1][1] == 0.0  # the last step is graded as is
@@ -112,7 +112,7 @@ def test_monte_carlo_labels_have_one_value_per_step(world):
 def test_evaluate_weighted_vote_follows_the_prm():
     problem = arith.make_problem(37, [("+", 25), ("-", 12)])
     good = Chain(problem, list(problem.reference_steps), [1.0, 1.0])
-    bad = Chain(problem, ["37 + 25 = 61", "61 - 12 = \\boxed{49}"], [0.0, 0.0])
+    bad = Chain(problem, ["a) 37 + 25 = 61", "b) 61 - 12 = \\boxed{49}"], [0.0, 0.0])
     samples = [good] * 6 + [bad] * 10  # the majority is wrong
     scores = [[0.9, 0.9]] * 6 + [[0.1, 0.1]] * 10
     measured = evaluate([problem], {problem.id: samples}, {problem.id: scores})
@@ -120,3 +120,29 @@ def test_evaluate_weighted_vote_follows_the_prm():
     assert measured["prm_best_of16"] == 1.0
     assert measured["policy_pass1"] == pytest.approx(6 / 16) and measured["policy_pass16"] == 1.0
     assert measured["prm_auroc"] == 1.0 and measured["chain_pass1"] == pytest.approx(6 / 16)
+
+
+@pytest.mark.parametrize("backbone_pass1, stop_step", [(None, 4), (0.8, 5)])
+def test_policy_checkpoint_selection(monkeypatch, backbone_pass1, stop_step):
+    """The policy is the best checkpoint in the band; training stops two evaluations above it,
+    or, when a PRM backbone is wanted, once val pass@1 reaches the backbone's level."""
+    from orchestrator.tinyworld import policy as policy_module
+
+    values, weights_at_eval = [0.1, 0.5, 0.7, 0.75, 0.85, 0.9], []
+
+    def fake_pass1(model, *args, **kwargs):
+        weights_at_eval.append(model.lm_head.weight.detach().clone())
+        return values[len(weights_at_eval) - 1]
+
+    monkeypatch.setattr(policy_module, "pass1", fake_pass1)
+    recipe = {"seed": 0, "policy_hidden": 32, "policy_layers": 1, "policy_ffn": 32, "policy_lr": 1e-3,
+              "policy_batch": 2, "policy_steps": 6, "policy_eval_every": 1, "policy_max_pass1": 0.6,
+              "val_per_level": 1, "val_samples": 1, "prm_backbone_pass1": backbone_pass1}
+    policy, backbone, history = policy_module.train_policy(build_tokenizer(), recipe, lambda msg: None,
+                                                           lambda n: None)
+    assert [h["step"] for h in history] == list(range(1, stop_step + 1))
+    assert torch.equal(policy.lm_head.weight, weights_at_eval[1])  # step 2: the best in the band
+    if backbone_pass1 is None:
+        assert backbone is None
+    else:  # the model where val pass@1 first reached the backbone's level
+        assert torch.equal(backbone.lm_head.weight, weights_at_eval[stop_step - 1])

@@ -38,6 +38,10 @@ class PassUntilConfig(RunConfig):
     cap: int = 1024  # draws at most per instance; then the instance is censored
     first_round: int = 32
     fixed_k: int = 16  # the fixed-K contrast: pass@1 from the first K draws
+    # "answer": the final answer is right. "chain": every step equals the reference solution's
+    # (arith only): with answers in 1..99 a model that cannot add still guesses right about 1%
+    # of the time, a floor that would hide the small models' true pass rates.
+    pass_criterion: str = "answer"
     temperature: float = 0.8
     max_tokens: int = 128
 
@@ -50,6 +54,10 @@ class PassUntilConfig(RunConfig):
         for i, path in enumerate(self.models):
             ModelConfig(path=path).validate(f"models[{i}]")
         check_choice("policy.backend", self.policy.backend, ("transformers", "vllm"))
+        check_choice("pass_criterion", self.pass_criterion, ("answer", "chain"))
+        if self.pass_criterion == "chain" and self.dataset.name != "arith":
+            raise ConfigError("pass_criterion", self.pass_criterion,
+                              "chain needs reference steps: allowed with dataset.name=arith only")
         if self.r < 1:
             raise ConfigError("r", self.r, "must be >= 1 (>= 2 for an unbiased estimate)")
         if self.cap < self.r:
@@ -80,7 +88,7 @@ def _rule(cfg: PassUntilConfig) -> PassUntilRule:
 
 def units(cfg: PassUntilConfig) -> list[dict]:
     setup = {"rule": [cfg.r, cfg.cap, cfg.first_round], "fixed_k": cfg.fixed_k,
-             "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+             "temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "pass": cfg.pass_criterion}
     from orchestrator.config import content_hash
     from orchestrator.passuntil.series import recipe
     models = [{"model": f"w{w}", "recipe": content_hash(recipe(cfg.series, w))} for w in SERIES[cfg.series]["widths"]] \
@@ -105,8 +113,8 @@ def execute(cfg: PassUntilConfig, pending: list[dict], ctx):
         ctx.log(f"[passuntil] {name}: N={model['params']:,} non-embedding parameters, {len(model_units)} instances")
         pool = launch_policy_pool(cfg.policy, model["path"], ctx.run_dir)
         jobs = ((u, pass_until(PROMPT_FORMAT.template.format(question=items[u["problem"]].question), rule,
-                               u["seed"], lambda text, gold=items[u["problem"]].answer: grade(text, gold),
-                               cfg.fixed_k, cfg.temperature, max_tokens=cfg.max_tokens))
+                               u["seed"], _passes(cfg, items[u["problem"]]), cfg.fixed_k, cfg.temperature,
+                               max_tokens=cfg.max_tokens))
                 for u in model_units)
         try:
             for unit, result, wall in drive_searches(jobs, pool, None, max(ctx.max_in_flight, 64)):
@@ -114,6 +122,14 @@ def execute(cfg: PassUntilConfig, pending: list[dict], ctx):
                              "wall_seconds": wall}
         finally:
             pool.shutdown()
+
+
+def _passes(cfg: PassUntilConfig, item):
+    """Whether a sampled solution counts as a pass, per `pass_criterion`."""
+    if cfg.pass_criterion == "chain":
+        from orchestrator.tasks import arith
+        return lambda text: arith.solution_matches(item.reference_steps, text)
+    return lambda text: grade(text, item.answer)
 
 
 def summarize(cfg: PassUntilConfig, rows, ctx) -> Summary:
@@ -161,8 +177,9 @@ def summarize(cfg: PassUntilConfig, rows, ctx) -> Summary:
                "heldout_measured_pu": task_fit.prediction.measured,
                "heldout_relative_deviation": task_fit.prediction.relative_deviation,
                "censored_instances": len(censored_rows)}
+    passing = {"answer": "a right final answer", "chain": "every step equal to the reference solution's"}
     notes = (f"{len(problems)} problems x {len(names)} models; sampling until r={cfg.r} passes or cap={cfg.cap} "
-             f"draws (temperature {cfg.temperature}). Instance pass rates are the unbiased (r-1)/(K-1) "
+             f"draws (temperature {cfg.temperature}); a pass is {passing[cfg.pass_criterion]}. Instance pass rates are the unbiased (r-1)/(K-1) "
              "estimates; censored instances are upper bounds, listed below, never zeros. PU is the mean over "
              "instances with a bootstrap interval. The law log(-log PU) = log c - alpha log N (Eq. 3 of Hu et al. "
              "2023, N = non-embedding parameters) is fitted on every model but the largest, which it predicts. "

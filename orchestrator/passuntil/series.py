@@ -1,7 +1,8 @@
 """A tiny-world model series for task scaling laws: one recipe, five sizes.
 
 Every model has the same shape rule (2 layers, FFN 4x the width, head dim 16), the same data
-stream and the same step budget; only the width changes, so N (non-embedding parameters,
+stream and the same step budget, and is the checkpoint at the end of it (evaluated once, not
+selected); only the width changes, so N (non-embedding parameters,
 32 x width^2) spans about 9x. Arithmetic is learned as a sharp phase transition, so a common
 step budget spans near-zero to solid pass rates. Each model is trained once and cached next
 to the tiny world's own checkpoints.
@@ -19,8 +20,10 @@ from orchestrator.config import content_hash
 from orchestrator.progress import Progress
 
 SERIES = {
-    "default": {"widths": [32, 48, 64, 80, 96], "steps": 2000, "batch": 32, "lr": 3e-3, "eval_every": 250},
-    "test": {"widths": [16, 32, 48], "steps": 300, "batch": 16, "lr": 3e-3, "eval_every": 300},
+    # 4,000 steps: the tiny world's own (larger) policy passes its phase transition at about
+    # 2,500-3,000, so the smaller models here stop at different points of theirs.
+    "default": {"widths": [32, 48, 64, 80, 96], "steps": 4000, "batch": 32, "lr": 3e-3},
+    "test": {"widths": [16, 32, 48], "steps": 300, "batch": 16, "lr": 3e-3},
 }
 
 
@@ -34,9 +37,11 @@ class SeriesModel:
 
 def recipe(profile: str, width: int) -> dict:
     s = SERIES[profile]
-    return {"seed": 0, "policy_hidden": width, "policy_layers": 2, "policy_ffn": 4 * width,
+    from orchestrator.tasks import arith
+
+    return {"task_format": arith.FORMAT_VERSION, "seed": 0, "policy_hidden": width, "policy_layers": 2, "policy_ffn": 4 * width,
             "policy_head_dim": 16, "policy_lr": s["lr"], "policy_batch": s["batch"],
-            "policy_steps": s["steps"], "policy_eval_every": s["eval_every"],
+            "policy_steps": s["steps"], "policy_eval_every": s["steps"],
             "policy_max_pass1": 1.0, "val_per_level": 4, "val_samples": 2}
 
 
@@ -59,7 +64,7 @@ def build_series(profile: str = "default") -> list[SeriesModel]:
         if not (root / "stage.json").exists():
             progress = Progress(f"series {profile} width {width}", r["policy_steps"])
             started = time.time()
-            model, history = train_policy(build_tokenizer(), r, lambda msg: None, progress.advance)
+            model, _, history = train_policy(build_tokenizer(), r, lambda msg: None, progress.advance)
             progress.close()
             staging = root.parent / f"{root.name}.partial"
             shutil.rmtree(staging, ignore_errors=True)

@@ -3,8 +3,12 @@
 A problem starts at a number and applies `level` operations in order; every value stays in
 1..99 and each step performs one operation, the format a tiny model learns on CPU in minutes:
 
-    question: "Start at 37. Apply in order: + 25, - 32, * 3."
-    solution: "37 + 25 = 62\n\n62 - 32 = 30\n\n30 * 3 = \\boxed{90}"
+    question: "Start at 37. Apply in order: a) + 25, b) - 32, c) * 3."
+    solution: "a) 37 + 25 = 62\n\nb) 62 - 32 = 30\n\nc) 30 * 3 = \\boxed{90}"
+
+Operations and steps carry matching letters: without them a small model mostly failed at
+finding the k-th operation of a long question (most of its errors at levels 3-5), so pass@1
+stopped falling with level; with them the errors left are arithmetic, spread over the steps.
 
 The level is the number of steps, so difficulty grows strictly with level. The split of a
 problem is a pure function of its question (a hash), so train and test are disjoint by
@@ -23,6 +27,8 @@ LEVELS = (1, 2, 3, 4, 5)
 SPLITS = ("train", "val", "test")
 STEP_DELIMITER = "\n\n"
 MAX_VALUE = 99
+FORMAT_VERSION = 2  # bump when questions or solutions change: cached models trained on them go stale
+LABELS = "abcde"
 TEST_FRACTION = 10  # one question in TEST_FRACTION belongs to the test split
 TEST_SEED = 1234  # the fixed test set is drawn from this seed
 
@@ -72,13 +78,13 @@ def _apply(value: int, op: str, operand: int) -> int:
 
 
 def make_problem(start: int, operations: Sequence[tuple[str, int]]) -> Problem:
-    ops_text = ", ".join(f"{op} {operand}" for op, operand in operations)
+    ops_text = ", ".join(f"{label}) {op} {operand}" for label, (op, operand) in zip(LABELS, operations))
     question = f"Start at {start}. Apply in order: {ops_text}."
     steps, value = [], start
     for i, (op, operand) in enumerate(operations):
         result = _apply(value, op, operand)
         shown = f"\\boxed{{{result}}}" if i == len(operations) - 1 else str(result)
-        steps.append(f"{value} {op} {operand} = {shown}")
+        steps.append(f"{LABELS[i]}) {value} {op} {operand} = {shown}")
         value = result
     problem_id = f"{NAME}-{len(operations)}-{_question_hash(question):012x}"
     return Problem(problem_id, question, str(value), len(operations), tuple(steps))
@@ -154,4 +160,12 @@ def step_correctness(problem: Problem, steps: Sequence[str]) -> list[bool]:
 
 def is_fully_correct(problem: Problem, steps: Sequence[str]) -> bool:
     """The whole chain is right, not only the final answer."""
-    return len(steps) == len(problem.reference_steps) and all(step_correctness(problem, steps))
+    return solution_matches(problem.reference_steps, STEP_DELIMITER.join(steps))
+
+
+def solution_matches(reference_steps: Sequence[str], solution: str) -> bool:
+    """A solution text whose steps are exactly the reference steps (whitespace aside): a pass
+    that no lucky guess of the final answer can give."""
+    steps = split_steps(solution)
+    return len(steps) == len(reference_steps) and all(
+        _normalize_step(s) == _normalize_step(r) for s, r in zip(steps, reference_steps))

@@ -40,8 +40,9 @@ PROFILES: dict[str, dict] = {
         # 3,000 steps stopped short of the phase transition (val pass@1 0.12); over a 6,000-step
         # cosine schedule it came at about step 3,000 (0.35 at 3,250, 0.6 by 4,750).
         policy_steps=6000, policy_eval_every=250, policy_max_pass1=0.6, val_per_level=10, val_samples=4,
+        prm_backbone_pass1=0.8,
         prm_labels="exact", prm_problems_per_level=120, prm_samples_per_problem=16,
-        prm_steps=600, prm_batch=32, prm_lr=1e-3,
+        prm_steps=600, prm_batch=32, prm_lr=1e-3, prm_aggregation="min",
         mc_check_chains=60, mc_rollouts=4,
         test_per_level=40,
     ),
@@ -49,8 +50,9 @@ PROFILES: dict[str, dict] = {
         seed=0,
         policy_hidden=64, policy_layers=2, policy_ffn=128, policy_lr=3e-3, policy_batch=16,
         policy_steps=150, policy_eval_every=75, policy_max_pass1=0.6, val_per_level=2, val_samples=2,
+        prm_backbone_pass1=0.8,
         prm_labels="exact", prm_problems_per_level=4, prm_samples_per_problem=4,
-        prm_steps=20, prm_batch=16, prm_lr=1e-3,
+        prm_steps=20, prm_batch=16, prm_lr=1e-3, prm_aggregation="min",
         mc_check_chains=4, mc_rollouts=2,
         test_per_level=1,
     ),
@@ -71,7 +73,9 @@ def cache_root() -> Path:
 
 
 def recipe_hash(recipe: dict) -> str:
-    return hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
+    """Names a cached build: the recipe and the task format it was trained on."""
+    keyed = {**recipe, "task_format": arith.FORMAT_VERSION}
+    return hashlib.sha1(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def build_dir(profile: str) -> Path:
@@ -99,36 +103,38 @@ def save_policy(policy, tokenizer, path: Path) -> None:
 
 
 def _policy_stage(recipe: dict, tokenizer, progress: Progress, force: bool):
-    """The trained policy, cached on its own under a hash of the recipe entries it depends on,
-    so that builds differing only in the PRM or evaluation recipe train it once."""
-    policy_recipe = {k: v for k, v in recipe.items() if k == "seed" or k.startswith(("policy_", "val_"))}
+    """The trained policy and the PRM's backbone (see `train_policy`), cached on their own in
+    `policy/` and `backbone/` under a hash of the recipe entries they depend on, so that
+    builds differing only in the rest of the PRM or evaluation recipe train them once."""
+    policy_recipe = {k: v for k, v in recipe.items()
+                     if k in ("seed", "prm_backbone_pass1") or k.startswith(("policy_", "val_"))}
     root = cache_root() / f"policy-{recipe_hash(policy_recipe)}"
     if not (root / "stage.json").exists() or force:
         started, cpu_started = time.time(), time.process_time()
-        policy, history = train_policy(tokenizer, recipe, progress.log, progress.advance)
+        policy, backbone, history = train_policy(tokenizer, recipe, progress.log, progress.advance)
         staging = root.parent / f"{root.name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
-        save_policy(policy, tokenizer, staging)
+        save_policy(policy, tokenizer, staging / "policy")
+        (backbone or policy).save_pretrained(staging / "backbone")
         stage = {"history": history, "seconds": round(time.time() - started, 1),
                  "cpu_seconds": round(time.process_time() - cpu_started, 1)}
         (staging / "stage.json").write_text(json.dumps(stage, indent=1))
         shutil.rmtree(root, ignore_errors=True)
         staging.rename(root)
-        return policy, {**stage, "dir": root, "reused_seconds": 0.0, "reused_cpu_seconds": 0.0}
+        return policy, backbone or policy, {**stage, "dir": root, "reused_seconds": 0.0, "reused_cpu_seconds": 0.0}
     stage = json.loads((root / "stage.json").read_text())
     progress.log(f"policy reused from {root}")
     progress.advance(recipe["policy_steps"])
-    policy = LlamaForCausalLM.from_pretrained(root)
-    return policy, {**stage, "dir": root, "reused_seconds": stage["seconds"],
-                    "reused_cpu_seconds": stage["cpu_seconds"]}
+    return (LlamaForCausalLM.from_pretrained(root / "policy"), LlamaForCausalLM.from_pretrained(root / "backbone"),
+            {**stage, "dir": root, "reused_seconds": stage["seconds"], "reused_cpu_seconds": stage["cpu_seconds"]})
 
 
 def _train_and_evaluate(recipe: dict, out: Path, progress: Progress, force: bool) -> dict:
     started, cpu_started = time.time(), time.process_time()
     seed = recipe["seed"]
     tokenizer = build_tokenizer()
-    policy, stage = _policy_stage(recipe, tokenizer, progress, force)
-    shutil.copytree(stage["dir"], out / "policy")
+    policy, backbone, stage = _policy_stage(recipe, tokenizer, progress, force)
+    shutil.copytree(stage["dir"] / "policy", out / "policy")
 
     prm_problems = arith.problems("train", recipe["prm_problems_per_level"], seed=seed + 1)
     chains = sample_chains(policy, tokenizer, prm_problems, recipe["prm_samples_per_problem"], seed=seed + 1)
@@ -144,7 +150,7 @@ def _train_and_evaluate(recipe: dict, out: Path, progress: Progress, force: bool
             chain.labels = labels
     progress.log(f"prm data: {len(chains)} chains, {len(exact)} steps checked by Monte Carlo "
                  f"(agreement with exact labels {mc_agreement:.3f})")
-    prm = train_prm(policy, tokenizer, chains, recipe, progress.log, progress.advance)
+    prm = train_prm(backbone, tokenizer, chains, recipe, progress.log, progress.advance)
     prm.save_pretrained(out / "prm")
     tokenizer.save_pretrained(out / "prm")
     train_seconds = time.time() - started
@@ -161,7 +167,7 @@ def _train_and_evaluate(recipe: dict, out: Path, progress: Progress, force: bool
     scores = {pid: [next(flat_scores) if c is not None else [] for c in chains_]
               for pid, chains_ in by_problem.items()}
     progress.advance(len(test))
-    report = evaluate(test, by_problem, scores)
+    report = evaluate(test, by_problem, scores, recipe["prm_aggregation"])
     # A policy reused from the stage cache counts with the time it took to train.
     report.update(build_seconds=round(time.time() - started + stage["reused_seconds"], 1),
                   build_cpu_seconds=round(time.process_time() - cpu_started + stage["reused_cpu_seconds"], 1),

@@ -80,16 +80,23 @@ def pass1(model, tokenizer, problems: Sequence[Problem], samples_per_problem: in
 
 
 def train_policy(tokenizer: PreTrainedTokenizerFast, recipe: dict, log: Callable[[str], None],
-                 advance: Callable[[int], None]) -> tuple[LlamaForCausalLM, list[dict]]:
-    """Trains for up to recipe["policy_steps"] AdamW steps and returns the checkpoint with the
-    best val pass@1 at or below recipe["policy_max_pass1"] (a policy with room for search),
-    plus the evaluation history. Stops once two evaluations in a row are above that."""
+                 advance: Callable[[int], None]) -> tuple[LlamaForCausalLM, LlamaForCausalLM | None, list[dict]]:
+    """Trains for up to recipe["policy_steps"] AdamW steps; returns (policy, backbone, history).
+
+    The policy is the checkpoint with the best val pass@1 at or below recipe["policy_max_pass1"]
+    (a policy with room for search). Without recipe["prm_backbone_pass1"], training stops once
+    two evaluations in a row are above that band and the backbone is None. With it, training
+    goes on until val pass@1 reaches that level (or the steps run out), and the model at that
+    point is the backbone for the PRM: a stronger model checking a weaker one's steps, as a
+    real PRM is larger than its policy.
+    """
     seed = recipe["seed"]
     torch.manual_seed(seed)
     model = LlamaForCausalLM(llama_config(tokenizer, recipe["policy_hidden"], recipe["policy_layers"],
                                           recipe["policy_ffn"], head_dim=recipe.get("policy_head_dim", 32)))
     val = arith.problems("val", recipe["val_per_level"], seed=seed)
     steps, lr = recipe["policy_steps"], recipe["policy_lr"]
+    backbone_pass1 = recipe.get("prm_backbone_pass1")
     warmup = min(100, steps // 5)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
@@ -117,7 +124,11 @@ def train_policy(tokenizer: PreTrainedTokenizerFast, recipe: dict, log: Callable
             if best_pass1 < val_pass1 <= recipe["policy_max_pass1"]:
                 best, best_pass1 = copy.deepcopy(model), val_pass1
             above_band = above_band + 1 if val_pass1 > recipe["policy_max_pass1"] else 0
-            if above_band == 2:  # past the band for good: the best checkpoint in it is kept
+            if backbone_pass1 is None and above_band == 2:  # past the band for good
                 log(f"policy stops at step {step}: val pass@1 above {recipe['policy_max_pass1']} twice")
                 break
-    return (best if best is not None else model), history
+            if backbone_pass1 is not None and val_pass1 >= backbone_pass1 and best is not None:
+                log(f"policy stops at step {step}: val pass@1 {val_pass1:.3f} makes the PRM backbone")
+                break
+    model.eval()
+    return (best if best is not None else model), (model if backbone_pass1 is not None else None), history

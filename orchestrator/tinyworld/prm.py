@@ -4,8 +4,8 @@ Labels come in two modes. "exact" (default): a step is positive when it and ever
 before it equal the reference (like PRM800K's human labels, and cheap, so the PRM sees many
 samples). "mc": Math-Shepherd-style Monte Carlo labels, the fraction of policy rollouts from
 the prefix that reach the right answer; slower, and noisy where wrong chains land on the
-right answer by luck. The PRM starts from the policy's backbone, which already knows the
-arithmetic it has to check.
+right answer by luck. The PRM starts from a backbone trained like the policy but for longer
+(see `policy.train_policy`), which already knows the arithmetic it has to check, and better.
 """
 from __future__ import annotations
 
@@ -79,11 +79,11 @@ def prm_from_policy(policy: LlamaForCausalLM) -> LlamaForTokenClassification:
     return prm
 
 
-def train_prm(policy: LlamaForCausalLM, tokenizer, chains: Sequence[Chain], recipe: dict,
+def train_prm(backbone: LlamaForCausalLM, tokenizer, chains: Sequence[Chain], recipe: dict,
               log: Callable[[str], None], advance: Callable[[int], None]) -> LlamaForTokenClassification:
-    """Fine-tunes a PRM (policy backbone + fresh head) on the chains' labels with BCE."""
+    """Fine-tunes a PRM (a policy-like backbone + fresh head) on the chains' labels with BCE."""
     torch.manual_seed(recipe["seed"])
-    prm = prm_from_policy(policy)
+    prm = prm_from_policy(backbone)
     encoded = [prm_inputs(tokenizer, chain.problem.question, chain.steps) for chain in chains]
     steps, batch_size = recipe["prm_steps"], recipe["prm_batch"]
     optimizer = torch.optim.AdamW(prm.parameters(), lr=recipe["prm_lr"], weight_decay=0.01)

@@ -6,7 +6,7 @@ the step delimiter "\\n\\n"; the score of step i is the sigmoid of the logit at 
 of step i's delimiter: the probability that the solution is still on track after step i.
 
     prm = TinyPRM("~/.cache/scalerun/tinyworld/default-<hash>/prm")
-    prm.score("Start at 37. Apply in order: + 25, - 12.", ["37 + 25 = 62", "62 - 12 = 50"])
+    prm.score("Start at 37. Apply in order: a) + 25, b) - 12.", ["a) 37 + 25 = 62", "b) 62 - 12 = 50"])
     # -> [0.97, 0.95]
 """
 from __future__ import annotations
