@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import string
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -28,7 +29,7 @@ SPLITS = ("train", "val", "test")
 STEP_DELIMITER = "\n\n"
 MAX_VALUE = 99
 FORMAT_VERSION = 2  # bump when questions or solutions change: cached models trained on them go stale
-LABELS = "abcde"
+LABELS = string.ascii_lowercase  # step i and operation i carry LABELS[i]
 TEST_FRACTION = 10  # one question in TEST_FRACTION belongs to the test split
 TEST_SEED = 1234  # the fixed test set is drawn from this seed
 
