@@ -42,7 +42,7 @@ PROFILES: dict[str, dict] = {
         policy_steps=6000, policy_eval_every=250, policy_max_pass1=0.6, val_per_level=10, val_samples=4,
         prm_backbone_pass1=0.8,
         prm_labels="exact", prm_problems_per_level=120, prm_samples_per_problem=16,
-        prm_steps=2000, prm_batch=32, prm_lr=2e-3, prm_aggregation="min",
+        prm_steps=600, prm_batch=32, prm_lr=1e-3, prm_aggregation="min",
         mc_check_chains=60, mc_rollouts=4,
         test_per_level=40,
     ),
