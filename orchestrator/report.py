@@ -17,12 +17,17 @@ def fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
+def _cell(v: Any) -> str:
+    """A table cell: line breaks (multi-step solutions) and pipes would end the row early."""
+    return fmt(v).replace("|", "\\|").replace("\n", "<br>")
+
+
 def markdown_table(rows: list[dict]) -> str:
     if not rows:
         return "_(no rows)_\n"
     columns = list(dict.fromkeys(k for r in rows for k in r))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -53,9 +53,11 @@ def test_passuntil_smoke_end_to_end(tmp_path):
     assert models[0]["params"] < models[1]["params"] < models[2]["params"]
     for m in models:
         assert 0 <= m["pu_low"] <= m["pu"] <= m["pu_high"] <= 1
+        assert m["pu"] <= m["pu_bound"] <= 1 and (m["pu_bound"] > 0 or m["censored"] == 0)
         assert m["samples_drawn"] >= 20 * 8  # at least the fixed-K draws of every instance
     s = summary["scalars"]
     assert math.isfinite(s["fit_slope"]) and math.isfinite(s["fit_intercept"])
+    assert s["fit_left_out"] == (", ".join(m["model"] for m in models[:2] if m["pu"] in (0, 1)) or "none")
     assert s["heldout_model"] == "w48" and s["heldout_measured_pu"] == models[2]["pu"]
     assert 0 < s["heldout_predicted_pu"] < 1
     censored = summary["tables"]["censored"]

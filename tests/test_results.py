@@ -36,3 +36,12 @@ def test_a_unit_is_never_counted_twice(tmp_path):
     store.append("k1", {"id": 1}, {"v": 1})
     with pytest.raises(ValueError):
         store.append("k1", {"id": 1}, {"v": 1})
+
+
+def test_summary_tables_keep_multiline_cells_in_their_row():
+    from orchestrator.report import markdown_table
+
+    table = markdown_table([{"solution": "a) 1 + 2 = 3\n\nb) 3 | 4", "accuracy": 0.5}, {"accuracy": 1.0}])
+    lines = table.splitlines()
+    assert len(lines) == 4  # header, rule, two rows
+    assert lines[2] == "| a) 1 + 2 = 3<br><br>b) 3 \\| 4 | 0.5 |" and lines[3] == "|  | 1 |"

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from orchestrator.tasks import arith
-from orchestrator.tinyworld import PROMPT_FORMAT, TinyPRM, build, build_dir, ensure_built, report
+from orchestrator.tinyworld import PROMPT_FORMAT, TinyPRM, build, build_dir, ensure_built, format_report, report
 from orchestrator.tinyworld.evaluate import auroc, evaluate, majority_answer, weighted_answer
 from orchestrator.tinyworld.prm import Chain, monte_carlo_labels
 from orchestrator.tinyworld.tokenizer import build_tokenizer
@@ -77,6 +77,8 @@ def test_report_has_the_issue_keys(world):
     assert 0.0 <= measured["policy_pass1"] <= measured["policy_pass64"] <= 1.0
     assert measured["chain_pass1"] <= measured["policy_pass1"]
     assert measured["build_seconds"] < 90
+    assert measured["train_seconds"] <= measured["build_seconds"]
+    assert format_report(measured).startswith("build time ")
 
 
 def test_tokenizer_round_trip():

@@ -173,6 +173,8 @@ def summarize(cfg: PassUntilConfig, rows, ctx) -> Summary:
     }
     scalars = {"fit_slope": task_fit.slope, "fit_intercept": task_fit.intercept,
                "fit_slope_low": task_fit.slope_ci[0], "fit_slope_high": task_fit.slope_ci[1],
+               # models with PU 0 or 1 have no log(-log PU): off the task-level line (not the instance fit)
+               "fit_left_out": ", ".join(names[i] for i in task_fit.excluded) or "none",
                "heldout_model": names[-1], "heldout_predicted_pu": task_fit.prediction.predicted,
                "heldout_measured_pu": task_fit.prediction.measured,
                "heldout_relative_deviation": task_fit.prediction.relative_deviation,
@@ -181,8 +183,9 @@ def summarize(cfg: PassUntilConfig, rows, ctx) -> Summary:
     notes = (f"{len(problems)} problems x {len(names)} models; sampling until r={cfg.r} passes or cap={cfg.cap} "
              f"draws (temperature {cfg.temperature}); a pass is {passing[cfg.pass_criterion]}. Instance pass rates are the unbiased (r-1)/(K-1) "
              "estimates; censored instances are upper bounds, listed below, never zeros. PU is the mean over "
-             "instances with a bootstrap interval. The law log(-log PU) = log c - alpha log N (Eq. 3 of Hu et al. "
-             "2023, N = non-embedding parameters) is fitted on every model but the largest, which it predicts. "
+             "instances with a bootstrap interval; pu_bound puts every censored instance at its upper bound. "
+             "The law log(-log PU) = log c - alpha log N (Eq. 3 of Hu et al. 2023, N = non-embedding "
+             "parameters) is fitted on every model but the largest, which it predicts. "
              f"Fixed-K reads pass@1 from the first {cfg.fixed_k} draws of the same instances.")
     return Summary(title=f"PassUntil: {cfg.preset}", scalars=scalars,
                    tables={"models": model_rows, "prediction": prediction_rows, "censored": censored_rows},
@@ -190,9 +193,12 @@ def summarize(cfg: PassUntilConfig, rows, ctx) -> Summary:
 
 
 def _task_row(est: dict, seed: int) -> dict:
-    """A model's PU: the mean of its instances' estimates, bootstrap interval over instances."""
+    """A model's PU: the mean of its instances' estimates, bootstrap interval over instances;
+    and pu_bound, the PU with every censored instance at its upper bound, which is what a model
+    whose instances never passed can be said to stay under (its PU reads 0)."""
     pu, low, high = bootstrap_mean_interval(est["p_hat"], seed=seed)
-    return {"pu": pu, "pu_low": low, "pu_high": high, "censored": int(est["censored"].sum())}
+    bound = float(np.where(est["censored"], est["high"], est["p_hat"]).mean())
+    return {"pu": pu, "pu_low": low, "pu_high": high, "censored": int(est["censored"].sum()), "pu_bound": bound}
 
 
 EXPERIMENT = Experiment("passuntil", PassUntilConfig, units, execute, summarize)

@@ -128,7 +128,9 @@ def evaluate(problems: Sequence[Problem], chains: dict[str, list[Chain | None]],
 def format_report(report: dict) -> str:
     """The report as a short table for `scalerun tinyworld report`."""
     n = report["samples_per_problem"]
-    lines = [f"build time {report['build_seconds']:.0f} s (cpu {report.get('build_cpu_seconds', 0):.0f} s); "
+    build, train = report["build_seconds"], report["train_seconds"]
+    lines = [f"build time {build:.0f} s: training policy and PRM {train:.0f} s, evaluation {build - train:.0f} s "
+             f"(cpu {report.get('build_cpu_seconds', 0):.0f} s); "
              f"{report['test_problems']} test problems x {n} samples at T=0.8; "
              f"PRM step scores aggregated by {report['aggregation']!r}",
              f"{'level':>6} {'pass@1':>7} {f'pass@{n}':>8} {'chain@1':>8} {'AUROC':>6} {'wBoN@16':>8} {'maj@16':>7}"]
