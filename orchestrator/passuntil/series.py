@@ -42,7 +42,8 @@ class SeriesModel:
 
 
 def steps(profile: str, width: int) -> int:
-    """Training steps of one width: tokens proportional to non-embedding parameters."""
+    """Training steps of one width: proportional to its non-embedding parameters (so are its
+    tokens, at a fixed batch) with scale_steps, else the same for every width."""
     s = SERIES[profile]
     scale = (width / max(s["widths"])) ** 2 if s["scale_steps"] else 1.0
     return round(s["largest_steps"] * scale)

@@ -32,7 +32,7 @@ from orchestrator.tinyworld.prm_model import score_with
 from orchestrator.tinyworld.tokenizer import build_tokenizer
 
 # Two threads made a training step of the default policy 1.4x faster on an idle 2-core
-# machine; at this model size more threads have little left to split.
+# machine (more were not measured).
 BUILD_THREADS = min(2, os.cpu_count() or 1)
 EVAL_SAMPLES = 64  # samples per test problem: pass@64 and four disjoint best-of-16 groups
 
