@@ -3,7 +3,9 @@
 Both backends take a list of `GenerateRequest`s, run them as one batch and return one
 `GenerateResult` per request, in order. A request's samples depend only on its own seed:
 sample i of a request is drawn with seed `request.seed + i` (vLLM's own rule for n > 1), so
-a request gives the same texts alone, inside any batch, or on any replica of a pool.
+a request gives the same texts alone, inside any batch, or on any replica of a pool, up to
+float rounding: a batched forward rounds differently for different batch shapes, so a draw
+within about 1e-7 of a token boundary can, rarely, pick the neighbouring token.
 Each backend is usable in-process without Ray; `PolicyActor` wraps one in a Ray async actor.
 """
 from __future__ import annotations

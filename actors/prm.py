@@ -44,7 +44,7 @@ class CachedPrefix:
     """The KV cache of a scored prefix and the step scores read inside it."""
 
     kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [heads, length, dim]
-    scores: dict[int, float]  # read-out position -> step score
+    scores: dict[int, float]  # read-out position -> its value
 
     @property
     def length(self) -> int:
@@ -87,7 +87,7 @@ class _Job:
     index: int  # position in the call's requests
     enc: Encoding
     past: CachedPrefix | None
-    scores: dict[int, float] = field(init=False)  # read-out position -> score, cached ones first
+    scores: dict[int, float] = field(init=False)  # read-out position -> value, cached ones first
 
     def __post_init__(self):
         self.scores = dict(self.past.scores) if self.past else {}
@@ -106,9 +106,18 @@ class PRMScorer:
 
     Assumes the backbone's default attention (sdpa or eager: a padded 2D mask with a cache) and
     solutions shorter than any sliding window (4096 tokens for Mistral-7B).
+
+    A step's read-out values are kept by content (`step_values`): the first values computed for
+    a prefix ending with that step are the ones every later request with that prefix gets.
+    Rows of different batches, and a cached and a fresh prefix, compute the same prefix with
+    different float rounding, and solutions sharing a prefix must tie exactly where their
+    scores are equal in exact arithmetic (a running minimum reached in the shared part), since a
+    search breaks ties by order: otherwise results would depend on how requests were batched.
     """
 
-    def __init__(self, family: PRMFamily, backbone: torch.nn.Module, head: torch.nn.Module,
+    STEP_VALUES = 1 << 18  # steps whose values are kept (least recently used out first)
+
+    def __init__(self, family: PRMFamily, backbone: torch.nn.Module, head,
                  batch_size: int = 8, cache_bytes: int = 2 << 30):
         if batch_size < 1 or cache_bytes < 0:
             raise ValueError(f"need batch_size >= 1 and cache_bytes >= 0, got {batch_size}, "
@@ -116,6 +125,7 @@ class PRMScorer:
         self.family, self.backbone, self.head = family, backbone, head
         self.batch_size = batch_size
         self.cache = PrefixCache(cache_bytes)
+        self.step_values: OrderedDict[int, list[float]] = OrderedDict()
 
     @classmethod
     def from_config(cls, cfg: PRMConfig) -> PRMScorer:
@@ -144,9 +154,23 @@ class PRMScorer:
             total = sum(j.new_len for j in batch)
             for j in batch:
                 results[j.index] = ScoreResult(
-                    step_scores=[j.scores[p] for p in j.enc.readouts], tokens_computed=j.new_len,
+                    step_scores=self.family.step_scores(self._step_values(j)), tokens_computed=j.new_len,
                     compute_seconds=seconds * j.new_len / total if total else 0.0)
         return results
+
+    def _step_values(self, job: _Job) -> list[list[float]]:
+        """Each step's read-out values: the first ones computed for the same prefix."""
+        values = []
+        for positions, end in zip(job.enc.readouts, job.enc.step_ends):
+            key = hash(tuple(job.enc.ids[:end]))
+            if key in self.step_values:
+                self.step_values.move_to_end(key)
+            else:
+                self.step_values[key] = [job.scores[p] for p in positions]
+                if len(self.step_values) > self.STEP_VALUES:
+                    self.step_values.popitem(last=False)
+            values.append(self.step_values[key])
+        return values
 
     def _forward(self, batch: list[_Job]) -> float:
         """Runs the new tokens of every job as one padded batch; returns the seconds it took."""
@@ -167,12 +191,12 @@ class PRMScorer:
                             position_ids=positions.to(device),
                             past_key_values=self._batch_past(rows, P),
                             use_cache=self.cache.max_bytes > 0)
-        where = [(b, p - j.past_len) for b, j in enumerate(rows) for p in j.enc.readouts
-                 if p >= j.past_len]
-        hidden = out.last_hidden_state[[b for b, _ in where], [t for _, t in where]]
-        values = self.family.read(self.head, hidden).tolist()
-        for (b, t), v in zip(where, values):
-            rows[b].scores[rows[b].past_len + t] = v
+        where = [(b, p) for b, j in enumerate(rows) for step in j.enc.readouts for p in step if p >= j.past_len]
+        hidden = out.last_hidden_state[[b for b, _ in where], [p - rows[b].past_len for b, p in where]]
+        next_ids = [rows[b].enc.ids[p + 1] if p + 1 < len(rows[b].enc.ids) else -1 for b, p in where]
+        values = self.family.read(self.head, hidden, torch.tensor(next_ids, device=device)).tolist()
+        for (b, p), v in zip(where, values):
+            rows[b].scores[p] = v
         if self.cache.max_bytes:
             layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
             for b, j in enumerate(rows):

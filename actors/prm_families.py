@@ -1,11 +1,13 @@
 """PRM families: how each process reward model wants a solution written and where it is read.
 
-A family turns (question, steps) into token ids plus, for each step, the position whose output
-is that step's score (`readouts`) and the length of the prefix that ends with the step
-(`step_ends`, the prefixes whose KV cache later solutions can reuse). It also turns the hidden
-states at the read-out positions into scores in [0, 1] with the model's head, and loads a
-checkpoint as (backbone, head): the backbone is a transformers base model (ids and a
-KV cache in, last hidden states out), so every family shares one incremental scoring loop.
+A family turns (question, steps) into token ids plus, for each step, the positions whose outputs
+make that step's score (`readouts`: one position for a reward head read at a step tag, every
+token of the step for a generative verifier) and the length of the prefix that ends with the
+step (`step_ends`, the prefixes whose KV cache later solutions can reuse). It turns the hidden
+states at the read-out positions into values with the model's head (`read`), and each step's
+values, in step order, into step scores in [0, 1] (`step_scores`). It loads a checkpoint as
+(backbone, head): the backbone is a transformers base model (ids and a KV cache in, last hidden
+states out), so every family shares one incremental scoring loop.
 
 Token ids stop at the end of the last step: template tokens after it cannot change any step
 score (the models are causal), so they are never run.
@@ -24,7 +26,7 @@ from torch import nn
 @dataclass
 class Encoding:
     ids: list[int]
-    readouts: list[int]  # per step: the position whose output is the step's score
+    readouts: list[list[int]]  # per step: the positions whose outputs make the step's score
     step_ends: list[int]  # per step: length of the prefix ending with that step
 
 
@@ -40,9 +42,14 @@ class PRMFamily:
     def encode(self, question: str, steps: Sequence[str]) -> Encoding:
         raise NotImplementedError
 
-    def read(self, head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-        """Hidden states at the read-out positions [n, d] -> step scores [n]."""
+    def read(self, head, hidden: torch.Tensor, next_ids: torch.Tensor) -> torch.Tensor:
+        """Hidden states at read-out positions [n, d], and the token after each position [n]
+        (-1 past the end), -> one value per position [n]."""
         raise NotImplementedError
+
+    def step_scores(self, values: list[list[float]]) -> list[float]:
+        """Each step's read-out values, in step order -> the step scores."""
+        return [v for (v,) in values]
 
     @classmethod
     def load(cls, path: str, dtype: torch.dtype, device: str) -> tuple[nn.Module, nn.Module]:
@@ -64,7 +71,7 @@ def _readouts_at(ids: list[int], token_id: int, num_steps: int) -> Encoding:
         raise ValueError(f"expected {num_steps} step tags in the PRM input, found {len(readouts)}"
                          " (does a step contain the tag itself?)")
     ends = [r + 1 for r in readouts]
-    return Encoding(ids=ids[:ends[-1]] if ends else ids, readouts=readouts, step_ends=ends)
+    return Encoding(ids=ids[:ends[-1]] if ends else ids, readouts=[[r] for r in readouts], step_ends=ends)
 
 
 def _load_base_with_head(path: str, head: nn.Module, prefix: str, dtype: torch.dtype, device: str):
@@ -94,7 +101,7 @@ class TokenPairFamily(PRMFamily):
 
     pair: list[int]  # (good, bad) token ids
 
-    def read(self, head, hidden):
+    def read(self, head, hidden, next_ids):
         return head(hidden)[:, self.pair].float().softmax(-1)[:, 0]
 
     @classmethod
@@ -161,7 +168,7 @@ class RLHFlow(TokenPairFamily):
                 raise ValueError("the chat template does not render turns as prefixes")
             plus = max(i for i, t in enumerate(longer) if t == self.pair[0])
             ids = longer
-            readouts.append(plus - 1)
+            readouts.append([plus - 1])
             ends.append(len(ids))
         return Encoding(ids=ids, readouts=readouts, step_ends=ends)
 
@@ -187,7 +194,7 @@ class QwenMathPRM(PRMFamily):
         text = self.tokenizer.apply_chat_template(messages, tokenize=False)
         return _readouts_at(self._text_ids(text), self._token_id(self.step_sep), len(steps))
 
-    def read(self, head, hidden):
+    def read(self, head, hidden, next_ids):
         return head(hidden).float().softmax(-1)[:, 1]
 
     @classmethod
@@ -217,10 +224,10 @@ class SkyworkO1PRM(PRMFamily):
         readouts = []
         for step in steps:
             ids = ids + self._text_ids(step) + [step_id]
-            readouts.append(len(ids) - 1)
-        return Encoding(ids=ids, readouts=readouts, step_ends=[r + 1 for r in readouts])
+            readouts.append([len(ids) - 1])
+        return Encoding(ids=ids, readouts=readouts, step_ends=[r + 1 for (r,) in readouts])
 
-    def read(self, head, hidden):
+    def read(self, head, hidden, next_ids):
         return torch.sigmoid(head(hidden).float()).squeeze(-1)
 
     @classmethod
@@ -231,28 +238,44 @@ class SkyworkO1PRM(PRMFamily):
 
 
 class TinyWorld(PRMFamily):
-    """The project's tiny-world PRM (LlamaForTokenClassification, one logit per token).
+    """The project's tiny-world PRM: a causal LM read as a generative verifier.
 
-    Formatting is `orchestrator.tinyworld.prm_model.prm_inputs` itself (prompt, then each
-    step followed by the step delimiter); a step's score is the sigmoid of the logit at the last
-    token of its delimiter, as in that module's `score_with`.
+    As `orchestrator.tinyworld.prm_model` (the reference, a full forward pass): the prompt, then
+    each step followed by the step delimiter; the read-outs of a step are the positions that
+    predict its tokens, each valued at the calibrated probability of the token that follows,
+    and a step's score is the running minimum of those values. A cached prefix stops one token
+    short of its last delimiter, so the position predicting the next step's first token runs
+    with that step.
     """
 
     name = "tinyworld"
 
     def encode(self, question, steps):
         from orchestrator.tinyworld.prm_model import prm_inputs
-        ids, readouts = prm_inputs(self.tokenizer, question, steps)
-        return Encoding(ids=ids, readouts=readouts, step_ends=[r + 1 for r in readouts])
+        ids, spans = prm_inputs(self.tokenizer, question, steps)
+        ends = []
+        for k, span in enumerate(spans):
+            next_start = spans[k + 1].start if k + 1 < len(spans) else len(ids)
+            ends.append(next_start - 1)
+        return Encoding(ids=ids[:ends[-1]] if ends else ids,
+                        readouts=[list(range(s.start - 1, s.stop - 1)) for s in spans], step_ends=ends)
 
-    def read(self, head, hidden):
-        return torch.sigmoid(head(hidden)[:, 0].float())
+    def read(self, head, hidden, next_ids):
+        lm_head, readout = head
+        logprobs = torch.log_softmax(lm_head(hidden).float(), -1).gather(1, next_ids[:, None])[:, 0]
+        return torch.sigmoid(readout.scale * logprobs + readout.bias)
+
+    def step_scores(self, values):
+        from orchestrator.tinyworld.prm_model import on_track_scores
+        return on_track_scores(values)
 
     @classmethod
     def load(cls, path, dtype, device):
-        from transformers import AutoModelForTokenClassification
-        model = AutoModelForTokenClassification.from_pretrained(path, dtype=dtype).to(device).eval()
-        return model.model, model.score
+        from transformers import AutoModelForCausalLM
+
+        from orchestrator.tinyworld.prm_model import Readout
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        return model.model, (model.lm_head, Readout.load(path))
 
 
 FAMILIES: dict[str, type[PRMFamily]] = {

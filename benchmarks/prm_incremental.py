@@ -17,12 +17,13 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
-from transformers import LlamaConfig, LlamaForTokenClassification
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from actors.prm import PRMScorer
 from actors.prm_families import TinyWorld
 from orchestrator.protocols import ScoreRequest
 from orchestrator.tasks.arith import make_problem
+from orchestrator.tinyworld.prm_model import Readout
 from orchestrator.tinyworld.tokenizer import build_tokenizer
 
 OPERATIONS = [("+", 25), ("-", 12), ("*", 2), ("-", 41), ("+", 7), ("*", 3), ("-", 50),
@@ -34,10 +35,10 @@ def random_tiny_prm(cache_bytes: int) -> PRMScorer:
     tokenizer = build_tokenizer()
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=512,
                          num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
-                         max_position_embeddings=1024, num_labels=1)
-    model = LlamaForTokenClassification(config).eval()
-    return PRMScorer(TinyWorld(tokenizer), model.model, model.score, batch_size=8,
-                     cache_bytes=cache_bytes)
+                         max_position_embeddings=1024)
+    model = LlamaForCausalLM(config).eval()
+    return PRMScorer(TinyWorld(tokenizer), model.model, (model.lm_head, Readout(scale=1.0, bias=0.0)),
+                     batch_size=8, cache_bytes=cache_bytes)
 
 
 def search_calls(num_steps: int, candidates: int) -> list[list[ScoreRequest]]:

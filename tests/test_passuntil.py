@@ -5,11 +5,13 @@ import os
 import subprocess
 import sys
 
+from types import SimpleNamespace
+
 import pytest
 
 from conftest import REPO
 from orchestrator.config import ConfigError, load_config
-from orchestrator.passuntil.experiment import units
+from orchestrator.passuntil.experiment import summarize, units
 
 
 def test_units_are_model_by_problem_and_config_errors_name_the_key():
@@ -39,6 +41,29 @@ def test_chain_criterion_refuses_a_lucky_answer():
     assert _passes(answer_cfg, item)(right) and _passes(answer_cfg, item)(lucky)
     assert _passes(chain_cfg, item)(right) and not _passes(chain_cfg, item)(lucky)
     assert _passes(chain_cfg, item)(right.replace("\n\n", "\n\n  ") + "\n\n")  # whitespace aside
+
+
+def test_summary_without_a_fit_keeps_the_measurements(tmp_path):
+    """Only one training model has 0 < PU < 1 (the smallest never passes): no line, no prediction,
+    but every model's PU, the censored instances and the plots are still reported."""
+    cfg = load_config("passuntil-smoke")  # r=2, cap=64
+
+    def row(model, params, problem, passes, samples):
+        return SimpleNamespace(unit={"model": model, "problem": problem},
+                               result={"params": params, "passes": passes, "samples": samples,
+                                       "drawn": samples, "fixed_k": 8, "fixed_k_passes": min(passes, 1)})
+
+    rows = [r for j in range(10) for r in (row("small", 1e4, f"p{j}", 0, 64), row("mid", 1e5, f"p{j}", 2, 33),
+                                           row("large", 1e6, f"p{j}", 2, 3))]
+    summary = summarize(cfg, rows, SimpleNamespace(run_dir=tmp_path))
+    s = summary.scalars
+    assert s["fit_left_out"].startswith("no fit: fewer than 2 training models with 0 < PU < 1")
+    assert s["fit_slope"] is None and s["heldout_predicted_pu"] is None
+    assert s["heldout_measured_pu"] == pytest.approx(0.5) and s["censored_instances"] == 10
+    assert [m["pu"] for m in summary.tables["models"]] == pytest.approx([0, 1 / 32, 0.5])
+    assert summary.tables["prediction"] == []
+    assert "nothing is predicted" in summary.notes
+    assert (tmp_path / "scaling_law.png").stat().st_size > 5000
 
 
 def test_passuntil_smoke_end_to_end(tmp_path):

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from torch import nn
-from transformers import (LlamaConfig, LlamaForCausalLM, LlamaForTokenClassification,
+from transformers import (LlamaConfig, LlamaForCausalLM,
                           MistralConfig, MistralForCausalLM,
                           PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen2Model)
 
@@ -202,16 +202,15 @@ def reference_skywork(parts, tok, question, steps):
 def build_tinyworld(folder):
     from orchestrator.tinyworld.tokenizer import build_tokenizer
     tok = build_tokenizer()
-    model = LlamaForTokenClassification(tiny(LlamaConfig, len(tok), num_labels=1)).eval()
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)  # next to the model, as the project saves it
+    from orchestrator.tinyworld.prm_model import Readout, save_prm
+    model = LlamaForCausalLM(tiny(LlamaConfig, len(tok))).eval()
+    save_prm(model, tok, Readout(scale=0.7, bias=1.5), folder)  # as the project saves it
     return model, tok
 
 
-@torch.no_grad()
 def reference_tinyworld(model, tok, question, steps):
-    from orchestrator.tinyworld.prm_model import score_with
-    return score_with(model, tok, [(question, steps)])[0]
+    from orchestrator.tinyworld.prm_model import Readout, score_with
+    return score_with(model, tok, Readout(scale=0.7, bias=1.5), [(question, steps)])[0]
 
 
 CASES = {
@@ -231,7 +230,7 @@ def check_family(tmp_path, name):
     enc = scorer.family.encode(QUESTION, steps)
     assert tok.unk_token_id not in enc.ids
     assert len(enc.readouts) == len(enc.step_ends) == len(steps)
-    assert all(r < e for r, e in zip(enc.readouts, enc.step_ends))
+    assert all(max(r) < e for r, e in zip(enc.readouts, enc.step_ends))
     assert enc.step_ends[-1] == len(enc.ids)
     # Without the cache, then with the prefix cached: both equal the model card's recipe.
     want = reference(model, tok, QUESTION, steps)
@@ -242,17 +241,26 @@ def check_family(tmp_path, name):
     return scorer, enc, tok
 
 
-def test_tinyworld_reads_at_the_end_of_each_step_delimiter(tmp_path):
+def test_tinyworld_reads_every_token_of_each_step(tmp_path):
     scorer, enc, tok = check_family(tmp_path, "tinyworld")
-    assert tok.decode(enc.ids) == "<bos>" + "\n\n".join([QUESTION, *STEPS[:4]]) + "\n\n"
-    assert all(tok.decode(enc.ids[r - 1:r + 1]) == "\n\n" for r in enc.readouts)
+    # The last delimiter's second token predicts nothing of these steps: it is not run.
+    assert tok.decode(enc.ids) == "<bos>" + "\n\n".join([QUESTION, *STEPS[:4]]) + "\n"
+    for step, positions in zip(STEPS, enc.readouts):  # each position predicts the next token
+        assert tok.decode([enc.ids[p + 1] for p in positions]) == step
+    # The cached prefix of a step stops before its delimiter's last token, which predicts the
+    # next step's first token.
+    assert all(tok.decode(enc.ids[e - 1:e + 1]) == "\n\n" and e == r[0]
+               for e, r in zip(enc.step_ends, enc.readouts[1:]))
+    # A step's score is the running minimum: never above the step before it.
+    scores = scorer.score([ScoreRequest(QUESTION, tuple(STEPS[:4]))])[0].step_scores
+    assert all(b <= a for a, b in zip(scores, scores[1:]))
 
 
 def test_math_shepherd_tags_each_step_and_reads_at_the_tag(tmp_path):
     scorer, enc, tok = check_family(tmp_path, "math-shepherd")
     assert enc.ids[0] == tok.bos_token_id
     assert tok.decode(enc.ids[1:]) == QUESTION + " " + "\n".join(f"{s} ки" for s in STEPS[:4])
-    assert {tok.convert_ids_to_tokens(enc.ids[r]) for r in enc.readouts} == {"▁ки"}
+    assert {tok.convert_ids_to_tokens(enc.ids[r]) for (r,) in enc.readouts} == {"▁ки"}
     assert tok.convert_ids_to_tokens(scorer.family.pair) == ["▁+", "▁-"]
 
 
@@ -260,7 +268,7 @@ def test_rlhflow_reads_where_the_assistant_says_plus(tmp_path):
     scorer, enc, tok = check_family(tmp_path, "rlhflow")
     tokens = tok.convert_ids_to_tokens(enc.ids)
     assert tokens.count("<|eot_id|>") == 8 and tokens[-1] == "<|eot_id|>"
-    for r in enc.readouts:  # the end of an assistant turn's header, which predicts its "+"
+    for (r,) in enc.readouts:  # the end of an assistant turn's header, which predicts its "+"
         assert tokens[r - 2:r + 3] == ["assistant", "<|end_header_id|>", "ĊĊ", "+", "<|eot_id|>"]
     text = tok.decode(enc.ids)
     assert text.startswith("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
@@ -272,14 +280,14 @@ def test_qwen_prm_separates_steps_with_extra_0(tmp_path):
     text = tok.decode(enc.ids)
     assert text.startswith("<|im_start|>system\nPlease reason step by step")
     assert text.endswith("<|im_start|>assistant\n" + "<extra_0>".join(STEPS[:4]) + "<extra_0>")
-    assert {tok.convert_ids_to_tokens(enc.ids[r]) for r in enc.readouts} == {"<extra_0>"}
+    assert {tok.convert_ids_to_tokens(enc.ids[r]) for (r,) in enc.readouts} == {"<extra_0>"}
 
 
 def test_skywork_ends_each_step_with_a_newline(tmp_path):
     scorer, enc, tok = check_family(tmp_path, "skywork-o1-prm")
     assert tok.decode(enc.ids) == "<|endoftext|>" + QUESTION + "\n" + "".join(
         s + "\n" for s in STEPS[:4])
-    assert {tok.convert_ids_to_tokens(enc.ids[r]) for r in enc.readouts} == {"Ċ"}
+    assert {tok.convert_ids_to_tokens(enc.ids[r]) for (r,) in enc.readouts} == {"Ċ"}
 
 
 def test_family_is_found_from_the_released_model_name():
@@ -356,3 +364,21 @@ def test_cache_stays_within_its_memory_budget(tmp_path):
         assert 0 < scorer.cache.bytes <= scorer.cache.max_bytes
         assert close(got.step_scores, want.step_scores)
     assert 0 < len(scorer.cache.entries) < 3
+
+
+def test_a_prefix_keeps_its_first_values_so_siblings_tie_exactly(tmp_path):
+    """Solutions sharing a prefix get bit-identical scores for it, however they are batched or
+    cached: the first values computed for a prefix are kept. Shown by changing the model between
+    two calls: the shared step keeps its first score, the new step reflects the change."""
+    build_tinyworld(tmp_path)
+    scorer = load(tmp_path, "tinyworld", cache_gb=0)  # no KV cache: the prefix is recomputed
+    first = scorer.score([ScoreRequest(QUESTION, tuple(STEPS[:2]))])[0].step_scores
+    lm_head, _ = scorer.head
+    with torch.no_grad():
+        lm_head.weight.mul_(1.5)
+    sibling = scorer.score([ScoreRequest(QUESTION, (STEPS[0], STEPS[5]))])[0].step_scores
+    assert sibling[0] == first[0]
+    fresh = load(tmp_path, "tinyworld", cache_gb=0)
+    fresh.head[0].weight.data.mul_(1.5)
+    changed = fresh.score([ScoreRequest(QUESTION, (STEPS[0], STEPS[5]))])[0].step_scores
+    assert changed[0] != first[0] and sibling[1] == changed[1]

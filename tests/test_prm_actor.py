@@ -14,13 +14,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest
 import ray
 import torch
-from transformers import LlamaConfig, LlamaForTokenClassification
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from actors.placement import ModelPlacement, backend_kwargs
 from actors.pool import ReplicaPool
 from actors.prm import PRMActor, PRMConfig, PRMScorer
 from orchestrator.protocols import ScoreRequest, Usage
 from orchestrator.tasks.arith import make_problem
+from orchestrator.tinyworld.prm_model import Readout, save_prm
 from orchestrator.tinyworld.tokenizer import build_tokenizer
 
 PROBLEMS = [make_problem(37, [("+", 5), ("-", 3), ("*", 2)] * 3 + [("-", 1)]),
@@ -34,9 +35,8 @@ def checkpoint(tmp_path_factory):
     tokenizer = build_tokenizer()
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=1024, num_labels=1)
-    LlamaForTokenClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+                         max_position_embeddings=1024)
+    save_prm(LlamaForCausalLM(config), tokenizer, Readout(scale=1.0, bias=2.0), folder)
     return PRMConfig(model=str(folder), family="tinyworld", batch_size=4)
 
 

@@ -3,6 +3,7 @@ transformers, samples in the step format, and its PRM scores every step."""
 import json
 import time
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -10,7 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from orchestrator.tasks import arith
 from orchestrator.tinyworld import PROMPT_FORMAT, TinyPRM, build, build_dir, ensure_built, format_report, report
 from orchestrator.tinyworld.evaluate import auroc, evaluate, majority_answer, weighted_answer
-from orchestrator.tinyworld.prm import Chain, monte_carlo_labels
+from orchestrator.tinyworld.prm import Chain, fit_readout, monte_carlo_labels
+from orchestrator.tinyworld.prm_model import on_track_scores
 from orchestrator.tinyworld.tokenizer import build_tokenizer
 
 REPORT_KEYS = {"build_seconds", "policy_pass1", "policy_pass64", "pass1_by_level", "prm_auroc",
@@ -97,6 +99,21 @@ def test_metrics():
     assert majority_answer(["3", "4", "4", None, "3"]) == "3"  # tie: first seen wins
     assert majority_answer([None, None]) is None
     assert weighted_answer(["3", "4", "4"], [0.9, 0.3, 0.4]) == "3"
+
+
+def test_readout_fit_recovers_a_known_calibration():
+    """Labels drawn from P(on track) = sigmoid(2 m + 3), m the running minimum log-probability;
+    chains of two steps whose second step lowers m or not."""
+    rng = np.random.default_rng(0)
+    logprobs, labels = [], []
+    for _ in range(4000):
+        first, second = rng.uniform(-3, 0, size=(2, 3))
+        logprobs.append([first.tolist(), second.tolist()])
+        m = on_track_scores(logprobs[-1])
+        labels.append([float(rng.random() < 1 / (1 + np.exp(-(2 * x + 3)))) for x in m])
+    readout = fit_readout(logprobs, labels)
+    assert readout.scale == pytest.approx(2, rel=0.1) and readout.bias == pytest.approx(3, rel=0.1)
+    assert on_track_scores([[-1.0, -0.5], [-0.2], [-3.0, -0.1]]) == [-1.0, -1.0, -3.0]
 
 
 def test_monte_carlo_labels_have_one_value_per_step(world):

@@ -60,7 +60,8 @@ def test_tts_smoke_end_to_end(smoke_run):
 
 
 def test_same_sweep_on_a_two_node_cluster_via_job_submit(smoke_run, tmp_path):
-    """Submitted to a head plus a worker node, with replicas on both: the same numbers."""
+    """Submitted to a head plus a worker node, with replicas on both: the same numbers, up to
+    float rounding in the policy's sampling."""
     _, local = smoke_run
     runs = tmp_path / "runs"
     runtime_env = {"env_vars": {"SCALERUN_RUNS_DIR": str(runs), "WANDB_DIR": str(tmp_path / "wandb"),
@@ -72,7 +73,14 @@ def test_same_sweep_on_a_two_node_cluster_via_job_submit(smoke_run, tmp_path):
     assert "succeeded" in status, status + logs[-5000:]
     assert "2 node(s)" in logs
     remote = json.loads(next(runs.glob("tts-smoke/*/summary.json")).read_text())
-    # PRM tokens computed depend on prefix-cache hits, so on which replica served a problem.
-    key = ("method", "n", "accuracy", "ci_low", "ci_high", "policy_tokens", "policy_generated_tokens")
-    assert [{k: r[k] for k in key} for r in remote["tables"]["accuracy"]] == \
-        [{k: r[k] for k in key} for r in local["tables"]["accuracy"]]
+    # Each sample is drawn from its own seed, but a batched forward's float rounding depends on
+    # the batch's shape, and two replicas batch differently: a uniform drawn within about 1e-7
+    # of a token boundary can then pick the neighbouring token. Seen once: one of a problem's 16
+    # samples ended 5 tokens earlier, on another wrong answer. PRM tokens computed depend
+    # on prefix-cache hits, so on which replica served a problem.
+    rows = remote["tables"]["accuracy"]
+    assert [(r["method"], r["n"]) for r in rows] == [(r["method"], r["n"]) for r in local["tables"]["accuracy"]]
+    for r, want in zip(rows, local["tables"]["accuracy"]):
+        assert r["problems"] == want["problems"] == 20
+        assert r["accuracy"] == pytest.approx(want["accuracy"], abs=0.05), (r, want)  # one problem at most
+        assert r["policy_tokens"] == pytest.approx(want["policy_tokens"], rel=0.01), (r, want)

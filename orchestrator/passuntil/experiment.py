@@ -20,7 +20,7 @@ from orchestrator.grading import grade
 from orchestrator.models import ModelConfig, launch_policy_pool
 from orchestrator.passuntil import plots
 from orchestrator.passuntil.estimators import PassUntilRule, bootstrap_mean_interval, estimate_arrays
-from orchestrator.passuntil.fit import fit_instance_law, fit_task_law
+from orchestrator.passuntil.fit import NoTaskLine, fit_instance_law, fit_task_law
 from orchestrator.passuntil.sampling import pass_until
 from orchestrator.passuntil.series import SERIES
 from orchestrator.scheduler import drive_searches
@@ -156,28 +156,35 @@ def summarize(cfg: PassUntilConfig, rows, ctx) -> Summary:
                 censored_rows.append({"model": m, "problem": p, "passes": int(passes[i, j]),
                                       "samples": int(samples[i, j]),
                                       "upper_bound": float(estimates[i]["high"][j])})
-    task_fit = fit_task_law(params, p_hat, held_out=-1, seed=cfg.seed)
-    instance_fit = fit_instance_law(params, passes, samples, p_hat, held_out=-1, seed=cfg.seed)
+    try:
+        task_fit = fit_task_law(params, p_hat, held_out=-1, seed=cfg.seed)
+        instance_fit = fit_instance_law(params, passes, samples, p_hat, held_out=-1, seed=cfg.seed)
+        no_fit = ""
+    except NoTaskLine as e:  # the measurements still stand; only the prediction is missing
+        task_fit = instance_fit = None
+        no_fit = f"no fit: {e}"
     prediction_rows = []
-    for label, pred in (("task-level fit (Eq. 3)", task_fit.prediction),
-                        ("instance-level fit", instance_fit.prediction)):
-        prediction_rows.append({"fit": label, "model": names[-1], "params": params[-1],
-                                "predicted_pu": pred.predicted, "predicted_low": pred.predicted_ci[0],
-                                "predicted_high": pred.predicted_ci[1], "measured_pu": pred.measured,
-                                "measured_low": pred.measured_ci[0], "measured_high": pred.measured_ci[1],
-                                "relative_deviation": pred.relative_deviation})
+    for label, fit in (("task-level fit (Eq. 3)", task_fit), ("instance-level fit", instance_fit)):
+        if fit is not None:
+            pred = fit.prediction
+            prediction_rows.append({"fit": label, "model": names[-1], "params": params[-1],
+                                    "predicted_pu": pred.predicted, "predicted_low": pred.predicted_ci[0],
+                                    "predicted_high": pred.predicted_ci[1], "measured_pu": pred.measured,
+                                    "measured_low": pred.measured_ci[0], "measured_high": pred.measured_ci[1],
+                                    "relative_deviation": pred.relative_deviation})
     figures = {
         "scaling_law": plots.scaling_law(ctx.run_dir / "scaling_law.png", model_rows, task_fit),
         "fixed_k_vs_passuntil": plots.fixed_vs_passuntil(ctx.run_dir / "fixed_k_vs_passuntil.png", model_rows,
                                                         cfg.fixed_k),
     }
-    scalars = {"fit_slope": task_fit.slope, "fit_intercept": task_fit.intercept,
-               "fit_slope_low": task_fit.slope_ci[0], "fit_slope_high": task_fit.slope_ci[1],
+    scalars = {"fit_slope": task_fit and task_fit.slope, "fit_intercept": task_fit and task_fit.intercept,
+               "fit_slope_low": task_fit and task_fit.slope_ci[0],
+               "fit_slope_high": task_fit and task_fit.slope_ci[1],
                # models with PU 0 or 1 have no log(-log PU): off the task-level line (not the instance fit)
-               "fit_left_out": ", ".join(names[i] for i in task_fit.excluded) or "none",
-               "heldout_model": names[-1], "heldout_predicted_pu": task_fit.prediction.predicted,
-               "heldout_measured_pu": task_fit.prediction.measured,
-               "heldout_relative_deviation": task_fit.prediction.relative_deviation,
+               "fit_left_out": no_fit or ", ".join(names[i] for i in task_fit.excluded) or "none",
+               "heldout_model": names[-1], "heldout_predicted_pu": task_fit and task_fit.prediction.predicted,
+               "heldout_measured_pu": float(p_hat[-1].mean()),
+               "heldout_relative_deviation": task_fit and task_fit.prediction.relative_deviation,
                "censored_instances": len(censored_rows)}
     passing = {"answer": "a right final answer", "chain": "every step equal to the reference solution's"}
     notes = (f"{len(problems)} problems x {len(names)} models; sampling until r={cfg.r} passes or cap={cfg.cap} "
@@ -186,7 +193,8 @@ def summarize(cfg: PassUntilConfig, rows, ctx) -> Summary:
              "instances with a bootstrap interval; pu_bound puts every censored instance at its upper bound. "
              "The law log(-log PU) = log c - alpha log N (Eq. 3 of Hu et al. 2023, N = non-embedding "
              "parameters) is fitted on every model but the largest, which it predicts. "
-             f"Fixed-K reads pass@1 from the first {cfg.fixed_k} draws of the same instances.")
+             f"Fixed-K reads pass@1 from the first {cfg.fixed_k} draws of the same instances."
+             + (f" {no_fit[0].upper()}{no_fit[1:]}: nothing is predicted; the measurements above stand." if no_fit else ""))
     return Summary(title=f"PassUntil: {cfg.preset}", scalars=scalars,
                    tables={"models": model_rows, "prediction": prediction_rows, "censored": censored_rows},
                    figures=figures, notes=notes)

@@ -101,12 +101,18 @@ def _line(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return slope, y.mean(axis=-1) - slope * xm
 
 
+class NoTaskLine(ValueError):
+    """Fewer than two training models have 0 < PU < 1: no Eq. (3) line can be drawn (a series
+    whose small models never pass within the cap, or whose large ones always pass)."""
+
+
 def _task_line(x: np.ndarray, p: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, float, float]:
     """The training models with 0 < PU < 1, and the Eq. (3) line through their task PU."""
     y = loglog(p.mean(axis=1))
     on_line = train[np.isfinite(y[train])]
     if len(on_line) < 2:
-        raise ValueError(f"fewer than 2 training models with 0 < PU < 1: PU = {p.mean(axis=1).tolist()}")
+        pu = ", ".join(f"{v:.3g}" for v in p.mean(axis=1)[train])
+        raise NoTaskLine(f"fewer than 2 training models with 0 < PU < 1 (training PU: {pu})")
     slope, intercept = _line(x[on_line], y[on_line])
     return on_line, float(slope), float(intercept)
 

@@ -10,7 +10,8 @@ from orchestrator.plots import _save, plt
 
 
 def scaling_law(path: Path, model_rows: list[dict], fit) -> Path:
-    """Measured PU per model (intervals), the fitted line, and the held-out prediction."""
+    """Measured PU per model (intervals), the fitted line, and the held-out prediction (the
+    points alone when `fit` is None: no line could be drawn)."""
     fig, ax = plt.subplots(figsize=(6.2, 4.2))
     x = np.log([r["params"] for r in model_rows])
     y = loglog([r["pu"] for r in model_rows])
@@ -20,9 +21,10 @@ def scaling_law(path: Path, model_rows: list[dict], fit) -> Path:
                 fmt="o", color="C0", label="measured (fitted)")
     ax.errorbar(x[-1:], y[-1:], yerr=[np.nan_to_num(y[-1:] - lo[-1:]), np.nan_to_num(hi[-1:] - y[-1:])],
                 fmt="s", color="C3", label="measured (held out)")
-    grid = np.linspace(x.min() - 0.1, x.max() + 0.1, 50)
-    ax.plot(grid, fit.intercept + fit.slope * grid, "k--", label=f"fit: slope {fit.slope:.2f}")
-    ax.plot([x[-1]], [loglog([fit.prediction.predicted])[0]], "r*", ms=14, label="predicted (held out)")
+    if fit is not None:
+        grid = np.linspace(x.min() - 0.1, x.max() + 0.1, 50)
+        ax.plot(grid, fit.intercept + fit.slope * grid, "k--", label=f"fit: slope {fit.slope:.2f}")
+        ax.plot([x[-1]], [loglog([fit.prediction.predicted])[0]], "r*", ms=14, label="predicted (held out)")
     ax.set_xlabel("log N (non-embedding parameters)")
     ax.set_ylabel("log(-log PU)")
     ax.set_title("task scaling law (Hu et al. 2023, Eq. 3)")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -69,7 +68,7 @@ def _train_one(profile: str, width: int, progress_queue) -> None:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     import torch
 
-    from orchestrator.tinyworld.build import save_policy
+    from orchestrator.tinyworld.build import save_policy, save_staged
     from orchestrator.tinyworld.policy import train_policy
     from orchestrator.tinyworld.tokenizer import build_tokenizer
 
@@ -77,11 +76,13 @@ def _train_one(profile: str, width: int, progress_queue) -> None:
     root, started = _root(profile, width), time.time()
     model, _, history = train_policy(build_tokenizer(), recipe(profile, width), lambda msg: None,
                                      progress_queue.put)
-    staging = root.parent / f"{root.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    save_policy(model, build_tokenizer(), staging)
-    (staging / "stage.json").write_text(json.dumps({"history": history, "seconds": time.time() - started}))
-    staging.rename(root)
+    seconds = time.time() - started
+
+    def write(folder: Path) -> None:
+        save_policy(model, build_tokenizer(), folder)
+        (folder / "stage.json").write_text(json.dumps({"history": history, "seconds": seconds}))
+
+    save_staged(root, write)
 
 
 def build_series(profile: str = "default") -> list[SeriesModel]:

@@ -4,7 +4,8 @@
     report("default")                    # the measured report dict (see evaluate.py)
 
 The policy is a plain HF `LlamaForCausalLM` checkpoint using `PROMPT_FORMAT` (raw text, no
-chat template); the PRM is an HF `LlamaForTokenClassification` scored with `TinyPRM.score`.
+chat template); the PRM is one too, a stronger one, read as a generative verifier by
+`TinyPRM.score` (see prm_model.py).
 """
 from orchestrator.tinyworld.build import PROFILES, TinyWorld, build, build_dir, cache_root, ensure_built, report
 from orchestrator.tinyworld.evaluate import format_report

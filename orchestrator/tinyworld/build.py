@@ -27,8 +27,8 @@ from orchestrator.progress import Progress
 from orchestrator.tasks import arith
 from orchestrator.tinyworld.evaluate import evaluate
 from orchestrator.tinyworld.policy import MAX_NEW_TOKENS, PROMPT_FORMAT, train_policy
-from orchestrator.tinyworld.prm import monte_carlo_labels, sample_chains, train_prm
-from orchestrator.tinyworld.prm_model import score_with
+from orchestrator.tinyworld.prm import fit_readout, monte_carlo_labels, sample_chains
+from orchestrator.tinyworld.prm_model import save_prm, score_with, step_token_logprobs
 from orchestrator.tinyworld.tokenizer import build_tokenizer
 
 # Two threads made a training step of the default policy 1.4x faster on an idle 2-core
@@ -40,13 +40,12 @@ PROFILES: dict[str, dict] = {
     "default": dict(
         seed=0,
         # The model series' 80-wide, 2-layer shape passes its phase transition by step 3,000
-        # (val pass@1 0.49 at 2,750, 0.805 at 3,250: policy and PRM backbone) in 10 minutes;
+        # (val pass@1 0.49 at 2,750, 0.805 at 3,250: policy and PRM) in 8 to 10 minutes;
         # a 128-wide, 3-layer model needed 6,000 steps and 29 minutes to reach 0.73.
         policy_hidden=80, policy_layers=2, policy_ffn=320, policy_head_dim=16, policy_lr=3e-3, policy_batch=32,
         policy_steps=4000, policy_eval_every=250, policy_max_pass1=0.6, val_per_level=10, val_samples=4,
         prm_backbone_pass1=0.8,
-        prm_labels="exact", prm_problems_per_level=120, prm_samples_per_problem=16,
-        prm_steps=600, prm_batch=32, prm_lr=1e-3, prm_aggregation="min",
+        prm_labels="exact", prm_problems_per_level=40, prm_samples_per_problem=8, prm_aggregation="min",
         mc_check_chains=60, mc_rollouts=4,
         test_per_level=40,
     ),
@@ -55,8 +54,7 @@ PROFILES: dict[str, dict] = {
         policy_hidden=64, policy_layers=2, policy_ffn=128, policy_lr=3e-3, policy_batch=16,
         policy_steps=150, policy_eval_every=75, policy_max_pass1=0.6, val_per_level=2, val_samples=2,
         prm_backbone_pass1=0.8,
-        prm_labels="exact", prm_problems_per_level=4, prm_samples_per_problem=4,
-        prm_steps=20, prm_batch=16, prm_lr=1e-3, prm_aggregation="min",
+        prm_labels="exact", prm_problems_per_level=4, prm_samples_per_problem=4, prm_aggregation="min",
         mc_check_chains=4, mc_rollouts=2,
         test_per_level=1,
     ),
@@ -96,6 +94,17 @@ def _load(root: Path) -> TinyWorld:
     return TinyWorld(root, root / "policy", root / "prm", json.loads((root / "meta.json").read_text()))
 
 
+def save_staged(root: Path, write) -> None:
+    """Fills a cache entry through `write(folder)` in `<root>.partial`, then renames it to
+    `root`: a killed writer leaves a .partial folder, never a half-written entry."""
+    staging = root.parent / f"{root.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    write(staging)
+    shutil.rmtree(root, ignore_errors=True)
+    staging.rename(root)
+
+
 def save_policy(policy, tokenizer, path: Path) -> None:
     policy.generation_config = GenerationConfig(
         do_sample=True, temperature=0.8, top_p=1.0, top_k=0, max_new_tokens=MAX_NEW_TOKENS,
@@ -107,7 +116,7 @@ def save_policy(policy, tokenizer, path: Path) -> None:
 
 
 def _policy_stage(recipe: dict, tokenizer, progress: Progress, force: bool):
-    """The trained policy and the PRM's backbone (see `train_policy`), cached on their own in
+    """The trained policy and the PRM's model (see `train_policy`), cached on their own in
     `policy/` and `backbone/` under a hash of the recipe entries they depend on, so that
     builds differing only in the rest of the PRM or evaluation recipe train them once."""
     policy_recipe = {k: v for k, v in recipe.items()
@@ -116,15 +125,15 @@ def _policy_stage(recipe: dict, tokenizer, progress: Progress, force: bool):
     if not (root / "stage.json").exists() or force:
         started, cpu_started = time.time(), time.process_time()
         policy, backbone, history = train_policy(tokenizer, recipe, progress.log, progress.advance)
-        staging = root.parent / f"{root.name}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        save_policy(policy, tokenizer, staging / "policy")
-        (backbone or policy).save_pretrained(staging / "backbone")
         stage = {"history": history, "seconds": round(time.time() - started, 1),
                  "cpu_seconds": round(time.process_time() - cpu_started, 1)}
-        (staging / "stage.json").write_text(json.dumps(stage, indent=1))
-        shutil.rmtree(root, ignore_errors=True)
-        staging.rename(root)
+
+        def write(folder: Path) -> None:
+            save_policy(policy, tokenizer, folder / "policy")
+            (backbone or policy).save_pretrained(folder / "backbone")
+            (folder / "stage.json").write_text(json.dumps(stage, indent=1))
+
+        save_staged(root, write)
         return policy, backbone or policy, {**stage, "dir": root, "reused_seconds": 0.0, "reused_cpu_seconds": 0.0}
     stage = json.loads((root / "stage.json").read_text())
     progress.log(f"policy reused from {root}")
@@ -137,7 +146,7 @@ def _train_and_evaluate(recipe: dict, out: Path, progress: Progress, force: bool
     started, cpu_started = time.time(), time.process_time()
     seed = recipe["seed"]
     tokenizer = build_tokenizer()
-    policy, backbone, stage = _policy_stage(recipe, tokenizer, progress, force)
+    policy, prm, stage = _policy_stage(recipe, tokenizer, progress, force)
     shutil.copytree(stage["dir"] / "policy", out / "policy")
 
     prm_problems = arith.problems("train", recipe["prm_problems_per_level"], seed=seed + 1)
@@ -154,9 +163,11 @@ def _train_and_evaluate(recipe: dict, out: Path, progress: Progress, force: bool
             chain.labels = labels
     progress.log(f"prm data: {len(chains)} chains, {len(exact)} steps checked by Monte Carlo "
                  f"(agreement with exact labels {mc_agreement:.3f})")
-    prm = train_prm(backbone, tokenizer, chains, recipe, progress.log, progress.advance)
-    prm.save_pretrained(out / "prm")
-    tokenizer.save_pretrained(out / "prm")
+    readout = fit_readout(step_token_logprobs(prm, tokenizer, [(c.problem.question, c.steps) for c in chains]),
+                          [c.labels for c in chains])
+    progress.log(f"prm readout: P(on track) = sigmoid({readout.scale:.3f} x lowest token log-probability "
+                 f"{readout.bias:+.3f})")
+    save_prm(prm, tokenizer, readout, out / "prm")
     train_seconds = time.time() - started
 
     test = arith.test_problems(recipe["test_per_level"])
@@ -167,7 +178,7 @@ def _train_and_evaluate(recipe: dict, out: Path, progress: Progress, force: bool
     for problem_id in by_problem:  # empty outputs count as wrong samples
         by_problem[problem_id] += [None] * (EVAL_SAMPLES - len(by_problem[problem_id]))
     present = [c for chains_ in by_problem.values() for c in chains_ if c is not None]
-    flat_scores = iter(score_with(prm, tokenizer, [(c.problem.question, c.steps) for c in present]))
+    flat_scores = iter(score_with(prm, tokenizer, readout, [(c.problem.question, c.steps) for c in present]))
     scores = {pid: [next(flat_scores) if c is not None else [] for c in chains_]
               for pid, chains_ in by_problem.items()}
     progress.advance(len(test))
@@ -177,7 +188,8 @@ def _train_and_evaluate(recipe: dict, out: Path, progress: Progress, force: bool
                   build_cpu_seconds=round(time.process_time() - cpu_started + stage["reused_cpu_seconds"], 1),
                   policy_seconds=stage["seconds"], policy_reused=stage["reused_seconds"] > 0,
                   train_seconds=round(train_seconds + stage["reused_seconds"], 1), mc_agreement=round(mc_agreement, 4),
-                  mc_checked_steps=len(exact), prm_train_chains=len(chains),
+                  mc_checked_steps=len(exact), prm_calibration_chains=len(chains),
+                  prm_readout={"scale": round(readout.scale, 4), "bias": round(readout.bias, 4)},
                   policy_params=sum(p.numel() for p in policy.parameters()),
                   prm_params=sum(p.numel() for p in prm.parameters()))
     return {"history": stage["history"], "report": report}
@@ -194,24 +206,22 @@ def build(profile: str = "default", force: bool = False) -> TinyWorld:
             return _load(root)
         threads = torch.get_num_threads()
         torch.set_num_threads(BUILD_THREADS)
-        staging = root.parent / f"{root.name}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
         levels = len(arith.LEVELS)
-        total = recipe["policy_steps"] + levels * recipe["prm_problems_per_level"] + recipe["prm_steps"] \
-            + levels * recipe["test_per_level"]
+        total = recipe["policy_steps"] + levels * (recipe["prm_problems_per_level"] + recipe["test_per_level"])
         progress = Progress("tinyworld build", total)
-        try:
-            progress.log(f"building profile {profile!r} into {root}")
-            results = _train_and_evaluate(recipe, staging, progress, force)
-        finally:
-            progress.close()
-            torch.set_num_threads(threads)
-        meta = {"profile": profile, "recipe": recipe, "recipe_hash": recipe_hash(recipe),
-                "prompt_format": PROMPT_FORMAT.__dict__, **results}
-        (staging / "meta.json").write_text(json.dumps(meta, indent=1))
-        shutil.rmtree(root, ignore_errors=True)
-        staging.rename(root)
+
+        def write(folder: Path) -> None:
+            try:
+                progress.log(f"building profile {profile!r} into {root}")
+                results = _train_and_evaluate(recipe, folder, progress, force)
+            finally:
+                progress.close()
+                torch.set_num_threads(threads)
+            meta = {"profile": profile, "recipe": recipe, "recipe_hash": recipe_hash(recipe),
+                    "prompt_format": PROMPT_FORMAT.__dict__, **results}
+            (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+
+        save_staged(root, write)
         return _load(root)
 
 

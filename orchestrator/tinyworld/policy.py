@@ -87,7 +87,7 @@ def train_policy(tokenizer: PreTrainedTokenizerFast, recipe: dict, log: Callable
     (a policy with room for search). Without recipe["prm_backbone_pass1"], training stops once
     two evaluations in a row are above that band and the backbone is None. With it, training
     goes on until val pass@1 reaches that level (or the steps run out), and the model at that
-    point is the backbone for the PRM: a stronger model checking a weaker one's steps, as a
+    point is the PRM's model (see `prm_model`): a stronger model checking a weaker one's steps, as a
     real PRM is larger than its policy.
     """
     seed = recipe["seed"]

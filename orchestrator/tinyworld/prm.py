@@ -1,26 +1,26 @@
-"""Training the tiny-world PRM on the policy's own samples.
+"""The tiny-world PRM's labelled data, the policy's own samples, and its calibration.
 
 Labels come in two modes. "exact" (default): a step is positive when it and every step
 before it equal the reference (like PRM800K's human labels, and cheap, so the PRM sees many
 samples). "mc": Math-Shepherd-style Monte Carlo labels, the fraction of policy rollouts from
 the prefix that reach the right answer; slower, and noisy where wrong chains land on the
-right answer by luck. The PRM starts from a backbone trained like the policy but for longer
-(see `policy.train_policy`), which already knows the arithmetic it has to check, and better.
+right answer by luck. Either labels calibrate the PRM (see `prm_model`): a model trained like
+the policy but for longer (see `policy.train_policy`), read as a generative verifier.
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
-import torch
-from transformers import LlamaForCausalLM, LlamaForTokenClassification
+import numpy as np
+from scipy import optimize
+from scipy.special import expit
 
 from orchestrator.grading import grade
 from orchestrator.tasks import arith
 from orchestrator.tasks.arith import Problem
 from orchestrator.tinyworld.policy import PROMPT_FORMAT, prompt_text, sample
-from orchestrator.tinyworld.prm_model import padded_batch, prm_inputs
+from orchestrator.tinyworld.prm_model import Readout, on_track_scores
 
 
 @dataclass
@@ -69,45 +69,19 @@ def monte_carlo_labels(policy, tokenizer, chains: Sequence[Chain], rollouts: int
     return labels
 
 
-def prm_from_policy(policy: LlamaForCausalLM) -> LlamaForTokenClassification:
-    """A token-classification model (one logit) with the policy's backbone weights."""
-    config = policy.config.__class__.from_dict(policy.config.to_dict())
-    config.num_labels = 1
-    config.architectures = ["LlamaForTokenClassification"]
-    prm = LlamaForTokenClassification(config)
-    prm.model.load_state_dict(policy.model.state_dict())
-    return prm
+def fit_readout(step_logprobs: Sequence[list[list[float]]], labels: Sequence[list[float]]) -> Readout:
+    """The PRM's calibration: logistic regression of the step labels (exact 0/1 or Monte Carlo
+    fractions) on the running minimum of the token log-probabilities, by maximum likelihood."""
+    x = np.array([m for steps in step_logprobs for m in on_track_scores(steps)])
+    y = np.array([label for chain in labels for label in chain])
 
+    def loss(theta):
+        z = theta[0] * x + theta[1]
+        # Binary cross-entropy with logits, and its gradient.
+        value = np.sum(np.logaddexp(0, z) - y * z)
+        residual = expit(z) - y
+        return value, np.array([residual @ x, residual.sum()])
 
-def train_prm(backbone: LlamaForCausalLM, tokenizer, chains: Sequence[Chain], recipe: dict,
-              log: Callable[[str], None], advance: Callable[[int], None]) -> LlamaForTokenClassification:
-    """Fine-tunes a PRM (a policy-like backbone + fresh head) on the chains' labels with BCE."""
-    torch.manual_seed(recipe["seed"])
-    prm = prm_from_policy(backbone)
-    encoded = [prm_inputs(tokenizer, chain.problem.question, chain.steps) for chain in chains]
-    steps, batch_size = recipe["prm_steps"], recipe["prm_batch"]
-    optimizer = torch.optim.AdamW(prm.parameters(), lr=recipe["prm_lr"], weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 50) * (1 - s / steps))
-    rng = random.Random(recipe["seed"])
-    order: list[int] = []
-    prm.train()
-    for step in range(1, steps + 1):
-        if len(order) < batch_size:
-            order = list(range(len(chains)))
-            rng.shuffle(order)
-        batch, order = order[:batch_size], order[batch_size:]
-        input_ids, attention_mask = padded_batch(tokenizer, [encoded[i][0] for i in batch])
-        logits = prm(input_ids=input_ids, attention_mask=attention_mask).logits[..., 0]
-        rows = torch.tensor([r for r, i in enumerate(batch) for _ in encoded[i][1]])
-        columns = torch.tensor([p for i in batch for p in encoded[i][1]])
-        targets = torch.tensor([label for i in batch for label in chains[i].labels])
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[rows, columns], targets)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(prm.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        advance(1)
-        if step % max(1, steps // 5) == 0:
-            log(f"prm step {step}/{steps} loss {loss.item():.4f}")
-    return prm.eval()
+    fit = optimize.minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B",
+                            bounds=[(1e-6, None), (None, None)])
+    return Readout(scale=float(fit.x[0]), bias=float(fit.x[1]))
