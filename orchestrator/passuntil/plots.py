@@ -17,10 +17,9 @@ def scaling_law(path: Path, model_rows: list[dict], fit) -> Path:
     y = loglog([r["pu"] for r in model_rows])
     # log(-log) is decreasing in PU: the interval's high PU is the low end on this axis.
     lo, hi = loglog([r["pu_high"] for r in model_rows]), loglog([r["pu_low"] for r in model_rows])
-    ax.errorbar(x[:-1], y[:-1], yerr=[np.nan_to_num(y[:-1] - lo[:-1]), np.nan_to_num(hi[:-1] - y[:-1])],
-                fmt="o", color="C0", label="measured (fitted)")
-    ax.errorbar(x[-1:], y[-1:], yerr=[np.nan_to_num(y[-1:] - lo[-1:]), np.nan_to_num(hi[-1:] - y[-1:])],
-                fmt="s", color="C3", label="measured (held out)")
+    yerr = np.nan_to_num(np.stack([y - lo, hi - y]))
+    ax.errorbar(x[:-1], y[:-1], yerr=yerr[:, :-1], fmt="o", color="C0", label="measured (fitted)")
+    ax.errorbar(x[-1:], y[-1:], yerr=yerr[:, -1:], fmt="s", color="C3", label="measured (held out)")
     if fit is not None:
         grid = np.linspace(x.min() - 0.1, x.max() + 0.1, 50)
         ax.plot(grid, fit.intercept + fit.slope * grid, "k--", label=f"fit: slope {fit.slope:.2f}")
