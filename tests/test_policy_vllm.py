@@ -51,3 +51,17 @@ def test_finish_reasons_token_counts_and_cache(backend):
                 assert s.num_tokens == request.max_tokens
     assert first.cached_prompt_tokens == 0
     assert results[0].cached_prompt_tokens >= 128  # its prompt was computed by the first call
+
+
+def test_a_head_size_vllm_cpu_cannot_run_is_refused_by_name(tmp_path):
+    """The default tiny world's 16-wide heads: refused before an engine starts, not at its first forward."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from actors.policy import VLLMBackend
+
+    path = build_tiny_llama(str(tmp_path / "wide"))
+    config = LlamaConfig.from_pretrained(path)
+    config.num_attention_heads, config.num_key_value_heads, config.head_dim = 4, 4, 16  # 64 / 4
+    LlamaForCausalLM(config).save_pretrained(path)
+    with pytest.raises(ValueError, match="head size 16; vLLM on CPU runs head sizes"):
+        VLLMBackend(path, enforce_eager=True, max_model_len=512)
