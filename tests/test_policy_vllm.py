@@ -54,14 +54,46 @@ def test_finish_reasons_token_counts_and_cache(backend):
 
 
 def test_a_head_size_vllm_cpu_cannot_run_is_refused_by_name(tmp_path):
-    """The default tiny world's 16-wide heads: refused before an engine starts, not at its first forward."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A non-Llama model with 16-wide heads: refused before an engine starts, not at its first forward."""
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     from actors.policy import VLLMBackend
 
-    path = build_tiny_llama(str(tmp_path / "wide"))
-    config = LlamaConfig.from_pretrained(path)
-    config.num_attention_heads, config.num_key_value_heads, config.head_dim = 4, 4, 16  # 64 / 4
-    LlamaForCausalLM(config).save_pretrained(path)
+    path = build_tiny_llama(str(tmp_path / "gpt2"))
+    GPT2LMHeadModel(GPT2Config(vocab_size=300, n_embd=64, n_head=4, n_layer=1)).save_pretrained(path)
     with pytest.raises(ValueError, match="head size 16; vLLM on CPU runs head sizes"):
         VLLMBackend(path, enforce_eager=True, max_model_len=512)
+
+
+def test_tiny_world_policy_runs_unchanged():
+    """The `test` profile's saved policy (16-wide heads, like the default's) loads in vLLM, through
+    a widened copy that the backend removes at shutdown, and decodes greedily in the step format:
+    each token it picks is the transformers model's top token (up to float rounding; this weak
+    model has near-ties, so the texts themselves may part at one)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from actors.policy import VLLMBackend
+    from orchestrator.tasks import arith
+    from orchestrator.tinyworld import PROMPT_FORMAT, ensure_built
+
+    world = ensure_built("test")
+    requests = [PROMPT_FORMAT.request(p.question, [], n=1, temperature=0.0, stop=(), max_tokens=100)
+                for p in arith.test_problems(1)]
+    # float32 as in transformers: vLLM on CPU runs bfloat16 by default ("auto").
+    engine = VLLMBackend(str(world.policy_dir), enforce_eager=True, max_model_len=512, dtype="float32")
+    try:
+        samples = [r.samples[0] for r in engine.generate(requests)]
+    finally:
+        engine.shutdown()
+    assert engine.served_path != engine.model_path and not os.path.exists(engine.served_path)
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(world.policy_dir), engine.tokenizer
+    for request, sample in zip(requests, samples):
+        assert " = " in arith.split_steps(sample.text)[0], sample.text
+        prompt = tokenizer(request.prompt).input_ids
+        picked = tokenizer(sample.text, add_special_tokens=False).input_ids
+        picked += [tokenizer.eos_token_id] if sample.finish_reason == "eos" else []
+        with torch.no_grad():
+            logprobs = model(torch.tensor([prompt + picked])).logits[0, len(prompt) - 1:-1].log_softmax(-1)
+        shortfall = logprobs.max(-1).values - logprobs[torch.arange(len(picked)), picked]
+        assert shortfall.max().item() < 1e-3, (sample.text, shortfall.max().item())

