@@ -263,7 +263,7 @@ class TinyWorld(PRMFamily):
     def read(self, head, hidden, next_ids):
         lm_head, readout = head
         logprobs = torch.log_softmax(lm_head(hidden).float(), -1).gather(1, next_ids[:, None])[:, 0]
-        return torch.sigmoid(readout.scale * logprobs + readout.bias)
+        return readout.probability(logprobs)
 
     def step_scores(self, values):
         from orchestrator.tinyworld.prm_model import on_track_scores

@@ -50,8 +50,8 @@ class Readout:
         if not self.scale > 0:  # the running minimum of scores is then the score of the running minimum
             raise ValueError(f"PRM readout scale must be > 0, got {self.scale}")
 
-    def probability(self, logprob: float) -> float:
-        return 1.0 / (1.0 + math.exp(-(self.scale * logprob + self.bias)))
+    def probability(self, logprobs: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.scale * logprobs + self.bias)
 
     @classmethod
     def load(cls, folder: str | Path) -> Readout:
@@ -108,7 +108,7 @@ def step_token_logprobs(model, tokenizer, items: Sequence[tuple[str, Sequence[st
 def score_with(model, tokenizer, readout: Readout, items: Sequence[tuple[str, Sequence[str]]],
                batch_size: int = 64) -> list[list[float]]:
     """Per-step scores of (question, steps) pairs with an in-memory PRM model."""
-    return [[readout.probability(m) for m in on_track_scores(steps)]
+    return [readout.probability(torch.tensor(on_track_scores(steps), dtype=torch.float64)).tolist()
             for steps in step_token_logprobs(model, tokenizer, items, batch_size)]
 
 
