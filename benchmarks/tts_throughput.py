@@ -1,7 +1,9 @@
 """Beam search N=16 on 64 problems through the actor pools: batched across problems vs one
 problem at a time (search-and-learn's mode), and wall time vs backend compute inside it.
 
-    python benchmarks/tts_throughput.py [--profile default|test] [--problems 64] [--n 16] [--backend vllm]
+    python benchmarks/tts_throughput.py [--profile default|test] [--problems 64] [--n 16] [--backend vllm] [key=value ...]
+
+Trailing key=value pairs override the `tts` config, e.g. `policy.num_gpus=1` on a GPU machine.
 
 Both modes run in one process, one after the other, each on freshly launched pools warmed up
 on other problems (so neither finds the other's work in the PRM's prefix cache).
@@ -18,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from orchestrator import runtime  # noqa: E402
-from orchestrator.config import load_config  # noqa: E402
+from orchestrator.config import ConfigError, load_config  # noqa: E402
 from orchestrator.datasets import load_items  # noqa: E402
 from orchestrator.models import launch_policy_pool, launch_prm_pool, resolve_policy_path, resolve_prm_path  # noqa: E402
 from orchestrator.scheduler import drive_searches  # noqa: E402
@@ -43,11 +45,16 @@ def main():
     ap.add_argument("--problems", type=int, default=64)
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--backend", choices=("transformers", "vllm"), default="transformers", help="policy backend")
+    ap.add_argument("overrides", nargs="*", help="tts config overrides (key=value)")
     args = ap.parse_args()
-    cfg = load_config("tts", [f"policy.path=tinyworld:{args.profile}", f"prm.path=tinyworld:{args.profile}",
-                              f"policy.backend={args.backend}",
-                              f"dataset.num_problems={args.problems + 4}", f"search.budgets=[{args.n}]",
-                              "search.methods=[beam]", "policy.batch_size=1024", "prm.batch_size=256"])
+    try:
+        cfg = load_config("tts", [f"policy.path=tinyworld:{args.profile}", f"prm.path=tinyworld:{args.profile}",
+                                  f"policy.backend={args.backend}",
+                                  f"dataset.num_problems={args.problems + 4}", f"search.budgets=[{args.n}]",
+                                  "search.methods=[beam]", "policy.batch_size=1024", "prm.batch_size=256",
+                                  *args.overrides])
+    except ConfigError as error:
+        sys.exit(str(error))
     loaded = load_items(cfg.dataset)
     items, warm_up = loaded[:args.problems], loaded[args.problems:]
     runtime.connect(cfg.ray)
