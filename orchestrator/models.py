@@ -26,11 +26,12 @@ class ModelConfig:
     tensor_parallel: int = 1
     gpu_memory_utilization: float = 0.4
     batch_size: int = 256  # sequences per forward pass (and per call to a replica)
-    dtype: str = "auto"
+    dtype: str = "auto"  # auto: vLLM's choice; float32 on CPU and bfloat16 on GPU for transformers
     enforce_eager: bool = True
 
     def validate(self, key: str) -> None:
         check_choice(f"{key}.backend", self.backend, ("transformers", "vllm"))
+        check_choice(f"{key}.dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
         if self.replicas < 1:
             raise ConfigError(f"{key}.replicas", self.replicas, "must be >= 1")
         if self.batch_size < 1:
@@ -90,6 +91,13 @@ def _placement(m: ModelConfig):
                           gpu_memory_utilization=m.gpu_memory_utilization, num_cpus=m.num_cpus)
 
 
+def transformers_dtype(m: ModelConfig) -> str:
+    """The torch dtype a transformers model runs in: `auto` is bfloat16 on a GPU, else float32."""
+    if m.dtype != "auto":
+        return m.dtype
+    return "bfloat16" if m.num_gpus > 0 else "float32"
+
+
 def _env(run_dir) -> dict[str, str]:
     return {"VLLM_CACHE_ROOT": str(run_dir / "vllm-cache"), "OMP_WAIT_POLICY": "PASSIVE"}
 
@@ -103,9 +111,9 @@ def launch_policy_pool(m: ModelConfig, model_dir: str, run_dir):
     placement = _placement(m)
     kwargs = backend_kwargs(placement, m.backend)
     if m.backend == "vllm":
-        kwargs["enforce_eager"] = m.enforce_eager
+        kwargs.update(enforce_eager=m.enforce_eager, dtype=m.dtype)
     else:
-        kwargs["max_batch_size"] = m.batch_size
+        kwargs.update(max_batch_size=m.batch_size, dtype=transformers_dtype(m))
     return ReplicaPool.launch(PolicyActor, placement, m.backend, model_dir, env=_env(run_dir),
                               max_batch=m.batch_size, **kwargs)
 
@@ -117,7 +125,8 @@ def launch_prm_pool(m: ModelConfig, model_dir: str, run_dir):
     from actors.prm import PRMActor, PRMConfig
 
     placement = _placement(m)
-    return ReplicaPool.launch(PRMActor, placement, PRMConfig(model=model_dir, family=m.family, batch_size=m.batch_size),
+    return ReplicaPool.launch(PRMActor, placement, PRMConfig(model=model_dir, family=m.family, batch_size=m.batch_size,
+                                                                dtype=transformers_dtype(m)),
                               env=_env(run_dir), max_batch=m.batch_size, **backend_kwargs(placement, "transformers"))
 
 

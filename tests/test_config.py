@@ -20,6 +20,7 @@ BAD = [
     (["search.beamwidth=4"], "search.beamwidth"),  # an unknown key
     (["bogus=1"], "bogus"),
     (["policy.backend=tensorrt"], "policy.backend"),
+    (["prm.dtype=fp8"], "prm.dtype"),
     (["prm.family=openai"], "prm.family"),
     (["dataset.name=jsonl", "dataset.path=/no/such.jsonl"], "dataset.path"),
 ]
@@ -73,3 +74,11 @@ def test_cli_process_exit_code(tmp_path):
     assert p.returncode == 2, p.stderr
     assert p.stderr.strip().count("\n") == 0 and "search.budgets" in p.stderr
     assert not env_runs.exists()
+
+
+def test_model_dtype_reaches_transformers_as_a_torch_dtype():
+    from orchestrator.models import ModelConfig, transformers_dtype
+
+    assert transformers_dtype(ModelConfig()) == "float32"  # auto on CPU
+    assert transformers_dtype(ModelConfig(num_gpus=1)) == "bfloat16"
+    assert transformers_dtype(ModelConfig(dtype="float16", num_gpus=1)) == "float16"
