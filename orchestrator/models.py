@@ -143,8 +143,6 @@ def widen_heads(model, head_dim: int):
     from transformers import LlamaForCausalLM
 
     old = model.config.head_dim
-    if old == head_dim:
-        return model
     if head_dim % old:
         raise ValueError(f"head_dim {head_dim} is not a multiple of the model's {old}")
     ratio = head_dim // old
@@ -169,7 +167,6 @@ def widen_heads(model, head_dim: int):
             state[name] = rows(weight, plain)
         elif name.endswith("o_proj.weight"):
             state[name] = rows(weight.T, plain).T.contiguous()
-    with torch.no_grad():
-        wide.load_state_dict(state)
+    wide.load_state_dict(state)
     wide.generation_config = model.generation_config
     return wide.eval()
