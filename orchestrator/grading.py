@@ -57,19 +57,24 @@ def _clean(answer: str) -> str:
     return answer.rstrip(".").strip()
 
 
-def extract_answer(text: str) -> str | None:
+def extract_answer(text: str, truncated: bool = False) -> str | None:
     """The final answer in a model output: the last \\boxed{...} (nested braces allowed), else
-    the text after the last "answer is"/"Answer:", else the last number; None if none."""
+    the rest of the sentence after the last "answer is"/"Answer:", else the last number; None
+    if none. A truncated output (cut at the token limit) answers only with a boxed answer: its
+    last number or statement is usually an intermediate one."""
     if not text or not text.strip():
         return None
     boxed = _last_boxed(text)
     if boxed is not None:
         return _clean(boxed) or None
-    stated = list(re.finditer(r"answer\s*(?:is|:|=)\s*(.+)", text, flags=re.IGNORECASE))
+    if truncated:
+        return None
+    stated = list(re.finditer(r"answer\s*(?:is|:|=)\s*", text, flags=re.IGNORECASE))
     if stated:
-        line = stated[-1].group(1).splitlines()[0]
-        if _clean(line):
-            return _clean(line)
+        rest = text[stated[-1].end():].split("\n", 1)[0]
+        sentence = re.split(r"\.\s", rest, maxsplit=1)[0]  # "5. Wait, ..." ends at the period
+        if _clean(sentence):
+            return _clean(sentence)
     numbers = re.findall(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?|[+-]?\d+(?:\.\d+)?(?:/\d+)?", text)
     return numbers[-1] if numbers else None
 
@@ -159,7 +164,8 @@ def answers_equal(prediction: str, gold: str) -> bool:
     return _verifier(prediction, gold)
 
 
-def grade(text: str, gold: str) -> bool:
-    """Whether a model output's final answer is equivalent to the gold answer."""
-    answer = extract_answer(text)
+def grade(text: str, gold: str, truncated: bool = False) -> bool:
+    """Whether a model output's final answer is equivalent to the gold answer (see
+    `extract_answer` for a truncated output)."""
+    answer = extract_answer(text, truncated)
     return answer is not None and answers_equal(answer, gold)

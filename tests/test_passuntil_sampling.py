@@ -4,9 +4,10 @@ import random
 from orchestrator.passuntil.estimators import PassUntilRule
 from orchestrator.passuntil.sampling import pass_until
 from orchestrator.protocols import GenerateResult, Sample
-from orchestrator.scheduler import drive_searches
+from orchestrator.driver import drive
+from orchestrator.protocols import Generate
 from orchestrator.search import run
-from test_scheduler import InlinePool
+from test_driver import InlinePool
 
 
 class CoinPolicy:
@@ -25,7 +26,7 @@ class CoinPolicy:
         return out
 
 
-def grade(text):
+def grade(text, truncated):
     return text == "pass"
 
 
@@ -46,6 +47,7 @@ def test_batched_across_instances_equals_alone():
     alone = {q: run(pass_until(q, rule, 1, grade, fixed_k=8), CoinPolicy(p), None) for q in p}
     policy = CoinPolicy(p)
     jobs = (({"problem": q}, pass_until(q, rule, 1, grade, fixed_k=8)) for q in p)
-    together = {u["problem"]: res for u, res, _ in drive_searches(jobs, InlinePool(policy, "generate"), None, max_active=6)}
+    pools = {Generate: InlinePool(policy, "generate")}
+    together = {u["problem"]: res for u, res, _ in drive(jobs, pools, max_active=6, affinity_key=lambda u: u["problem"])}
     assert together == alone
     assert len(policy.calls) < sum(r["rounds"] for r in alone.values())

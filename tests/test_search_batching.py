@@ -3,16 +3,17 @@ import pytest
 
 from orchestrator.protocols import PromptFormat
 from orchestrator.search import STRATEGIES, SearchConfig, derive_seed, run, run_many
-from orchestrator.search.base import Generate, Score
-from orchestrator.search.fakes import RuleScorer, SeededPolicy, hashed_score
+from orchestrator.protocols import Generate, Score
+from fakes import RuleScorer, SeededPolicy, hashed_score
 
 FMT = PromptFormat(template="{question}\n", step_delimiter="\n")
-CONFIG = SearchConfig(n=8, beam_width=2, lookahead=2, max_iterations=12)
+N = 8
+CONFIG = SearchConfig(beam_width=2, lookahead=2, max_iterations=12)
 QUESTIONS = ["q0", "q1", "q2"]
 
 
 def strategy(method, question, seed=0):
-    return STRATEGIES[method](question, CONFIG, FMT, seed, lambda t: t.rsplit("=", 1)[1] if "=" in t else None,
+    return STRATEGIES[method](question, N, CONFIG, FMT, seed, lambda t, truncated: t.rsplit("=", 1)[1] if "=" in t else None,
                               str.__eq__)
 
 
@@ -77,7 +78,7 @@ def test_samples_per_iteration_within_budget_and_tokens_add_up(method, budget, p
         per_iteration = recorder.iterations[:-1]
         assert len(per_iteration) == result.iterations and max(per_iteration) <= budget
         assert result.usage.policy_samples == sum(per_iteration)
-        assert len(result.solutions) <= CONFIG.n
+        assert len(result.solutions) <= N
         assert all(s.finish_reason in ("eos", "length") for s in result.solutions)
     assert max(max(r.iterations[:-1]) for r in recorders) >= peak
     usage = [r.usage for r in results]

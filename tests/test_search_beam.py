@@ -3,7 +3,7 @@ import pytest
 
 from orchestrator.protocols import PromptFormat
 from orchestrator.search import SearchConfig, beam_search, run
-from orchestrator.search.fakes import RuleScorer, ScriptedPolicy
+from fakes import RuleScorer, ScriptedPolicy
 
 FMT = PromptFormat(template="{question}\n", step_delimiter="\n")
 
@@ -12,7 +12,7 @@ def prompt(*steps):
     return "q\n" + "".join(s + "\n" for s in steps)
 
 
-def extract(text):
+def extract(text, truncated):
     return text.rsplit("=", 1)[1] if "=" in text else None
 
 
@@ -38,8 +38,8 @@ TREE = {
 def search(aggregation, tree=TREE, scores=SCORES, n=4, width=2, **cfg):
     policy = ScriptedPolicy(tree)
     scorer = RuleScorer(lambda question, steps: scores[steps[-1]])
-    config = SearchConfig(n=n, beam_width=width, aggregation=aggregation, **cfg)
-    return run(beam_search("q", config, FMT, 0, extract, equal), policy, scorer), policy, scorer
+    config = SearchConfig(beam_width=width, aggregation=aggregation, **cfg)
+    return run(beam_search("q", n, config, FMT, 0, extract, equal), policy, scorer), policy, scorer
 
 
 def test_hand_worked_tree_last():

@@ -3,7 +3,7 @@ import json
 
 from orchestrator.protocols import PromptFormat
 from orchestrator.search import SearchConfig, dvts, run
-from orchestrator.search.fakes import RuleScorer, ScriptedPolicy
+from fakes import RuleScorer, ScriptedPolicy
 
 FMT = PromptFormat(template="{question}\n", step_delimiter="\n")
 
@@ -27,8 +27,8 @@ TREE = {
 def search(max_iterations=40):
     policy = ScriptedPolicy(TREE)
     scorer = RuleScorer(lambda question, steps: SCORES[steps[-1]])
-    config = SearchConfig(n=4, beam_width=2, max_iterations=max_iterations)
-    strategy = dvts("q", config, FMT, 0, lambda t: t.rsplit("=", 1)[1] if "=" in t else None, str.__eq__)
+    config = SearchConfig(beam_width=2, max_iterations=max_iterations)
+    strategy = dvts("q", 4, config, FMT, 0, lambda t, truncated: t.rsplit("=", 1)[1] if "=" in t else None, str.__eq__)
     return run(strategy, policy, scorer), policy
 
 

@@ -3,7 +3,7 @@ import pytest
 
 from orchestrator.protocols import PromptFormat
 from orchestrator.search import STRATEGIES, SearchConfig, run
-from orchestrator.search.fakes import RuleScorer, ScriptedPolicy
+from fakes import RuleScorer, ScriptedPolicy
 
 FMT = PromptFormat(template="{question}\n", step_delimiter="\n")
 
@@ -22,8 +22,8 @@ GREEDY = {prompt("p"): ("p'", "stop"), prompt("q"): ("q'", "stop")}
 def search(method, lookahead):
     policy = ScriptedPolicy(TREE, GREEDY)
     scorer = RuleScorer(lambda question, steps: SCORES[steps[-1]])
-    config = SearchConfig(n=2, beam_width=2, lookahead=lookahead)
-    strategy = STRATEGIES[method]("q", config, FMT, 0, lambda t: t.rsplit("=", 1)[1], str.__eq__)
+    config = SearchConfig(beam_width=2, lookahead=lookahead)
+    strategy = STRATEGIES[method]("q", 2, config, FMT, 0, lambda t, truncated: t.rsplit("=", 1)[1], str.__eq__)
     return run(strategy, policy, scorer), policy, scorer
 
 

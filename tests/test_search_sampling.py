@@ -3,7 +3,7 @@ import pytest
 
 from orchestrator.protocols import PromptFormat
 from orchestrator.search import STRATEGIES, SearchConfig, run
-from orchestrator.search.fakes import RuleScorer, ScriptedPolicy
+from fakes import RuleScorer, ScriptedPolicy
 
 FMT = PromptFormat(template="{question}\n", step_delimiter="\n")
 # three solutions of "5" with a weak first step, one "7" with a strong last step
@@ -14,8 +14,8 @@ SCORES = {"w": .1, "s": .6, "=5": .5, "=7": .9}
 def search(method, aggregation="last"):
     policy = ScriptedPolicy({"q\n": SOLUTIONS})
     scorer = RuleScorer(lambda question, steps: SCORES[steps[-1]])
-    config = SearchConfig(n=4, aggregation=aggregation)
-    strategy = STRATEGIES[method]("q", config, FMT, 0, lambda t: t.rsplit("=", 1)[1], str.__eq__)
+    config = SearchConfig(aggregation=aggregation)
+    strategy = STRATEGIES[method]("q", 4, config, FMT, 0, lambda t, truncated: t.rsplit("=", 1)[1], str.__eq__)
     return run(strategy, policy, scorer), policy, scorer
 
 

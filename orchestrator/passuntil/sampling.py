@@ -15,9 +15,11 @@ from orchestrator.protocols import GenerateRequest, Usage
 from orchestrator.search.base import call_policy, derive_seed
 
 
-def pass_until(prompt: str, rule: PassUntilRule, seed: int, grade: Callable[[str], bool],
+def pass_until(prompt: str, rule: PassUntilRule, seed: int, grade: Callable[[str, bool], bool],
                fixed_k: int, temperature: float = 0.8, top_p: float = 1.0, max_tokens: int = 256):
-    """Generator returning {passes, samples, fixed_k_passes, fixed_k, rounds, usage}."""
+    """Generator returning {passes, samples, fixed_k_passes, fixed_k, rounds, usage}.
+
+    `grade(text, truncated)` judges one sample; truncated is True when it was cut at max_tokens."""
     usage = Usage()
     passes = samples = drawn = rounds = fixed_passes = 0
     fixed_k = min(fixed_k, rule.cap)
@@ -26,7 +28,7 @@ def pass_until(prompt: str, rule: PassUntilRule, seed: int, grade: Callable[[str
         request = GenerateRequest(prompt=prompt, n=count, temperature=temperature, top_p=top_p,
                                   max_tokens=max_tokens, seed=derive_seed(seed, "passuntil", drawn))
         (result,) = yield from call_policy([request], usage)
-        outcomes = [grade(s.text) for s in result.samples]
+        outcomes = [grade(s.text, s.finish_reason == "length") for s in result.samples]
         fixed_passes += sum(outcomes[:max(0, fixed_k - drawn)])
         passes, samples = rule.record(passes, samples, outcomes)
         drawn += count

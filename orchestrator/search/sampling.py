@@ -13,10 +13,10 @@ from orchestrator.search.base import (AnswersEqual, ExtractAnswer, SearchConfig,
                                       call_policy, call_scorer, derive_seed)
 
 
-def sampling(question: str, cfg: SearchConfig, fmt: PromptFormat, seed: int, extract_answer: ExtractAnswer,
-             answers_equal: AnswersEqual, vote: str):
+def sampling(question: str, n: int, cfg: SearchConfig, fmt: PromptFormat, seed: int,
+             extract_answer: ExtractAnswer, answers_equal: AnswersEqual, vote: str):
     usage = Usage()
-    request = fmt.request(question, (), n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
+    request = fmt.request(question, (), n=n, temperature=cfg.temperature, top_p=cfg.top_p,
                           max_tokens=cfg.max_solution_tokens, stop=(), seed=derive_seed(seed, "sample"))
     [result] = yield from call_policy([request], usage)
     steps = [[s for s in sample.text.split(fmt.step_delimiter) if s.strip()] for sample in result.samples]
@@ -26,20 +26,21 @@ def sampling(question: str, cfg: SearchConfig, fmt: PromptFormat, seed: int, ext
     solutions = []
     for i, sample in enumerate(result.samples):
         own = step_scores.get(i, [])
-        solutions.append(Solution(steps[i], own, sample.finish_reason, extract_answer(sample.text),
+        truncated = sample.finish_reason == "length"  # only a boxed answer of a cut-off solution votes
+        solutions.append(Solution(steps[i], own, sample.finish_reason, extract_answer(sample.text, truncated),
                                   aggregate(own, cfg.aggregation)))
     return SearchResult(final_answer(solutions, vote, answers_equal), solutions, usage, iterations=1)
 
 
-def majority(question, cfg, fmt, seed, extract_answer, answers_equal):
-    return sampling(question, cfg, fmt, seed, extract_answer, answers_equal, vote="majority")
+def majority(question, n, cfg, fmt, seed, extract_answer, answers_equal):
+    return sampling(question, n, cfg, fmt, seed, extract_answer, answers_equal, vote="majority")
 
 
-def best_of_n(question, cfg, fmt, seed, extract_answer, answers_equal):
+def best_of_n(question, n, cfg, fmt, seed, extract_answer, answers_equal):
     """Vanilla best-of-N: the single highest-scoring solution."""
-    return sampling(question, cfg, fmt, seed, extract_answer, answers_equal, vote="naive")
+    return sampling(question, n, cfg, fmt, seed, extract_answer, answers_equal, vote="naive")
 
 
-def weighted_best_of_n(question, cfg, fmt, seed, extract_answer, answers_equal):
+def weighted_best_of_n(question, n, cfg, fmt, seed, extract_answer, answers_equal):
     """Equivalent answers pool their scores; the largest sum wins."""
-    return sampling(question, cfg, fmt, seed, extract_answer, answers_equal, vote="weighted")
+    return sampling(question, n, cfg, fmt, seed, extract_answer, answers_equal, vote="weighted")

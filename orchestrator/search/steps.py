@@ -3,7 +3,8 @@
 A node is a partial solution: its steps and one PRM score per step. A sample that ends at the
 step delimiter ("stop") leaves its node open. One that ends with EOS completes it. One cut at
 max_tokens ("length") completes it too, as a truncated solution: continuing it would glue two
-halves of a step together, and its answer, usually missing, then simply does not vote. An answer
+halves of a step together, and it answers only with a boxed answer (`extract_answer(text,
+truncated=True)`), so an intermediate number never votes. An answer
 inside a step that ended at the delimiter does not complete the node: the model says when it is
 done. An empty sample adds no step (the usual way a model ends after a final delimiter).
 """
@@ -38,14 +39,15 @@ class Node:
 
     def solution(self, fmt: PromptFormat, extract_answer: ExtractAnswer) -> Solution:
         return Solution(list(self.steps), list(self.step_scores), self.finish_reason,
-                        extract_answer(fmt.step_delimiter.join(self.steps)), self.score)
+                        extract_answer(fmt.step_delimiter.join(self.steps), self.finish_reason == "length"),
+                        self.score)
 
 
 def expand(question: str, parents: list[Node], width: int, cfg: SearchConfig, fmt: PromptFormat,
            seed: int, usage: Usage, ids: Iterator[int]):
     """Samples `width` next steps of every parent in one batch; returns the children per parent."""
     requests = [fmt.request(question, p.steps, n=width, temperature=cfg.temperature, top_p=cfg.top_p,
-                            max_tokens=cfg.max_tokens, seed=derive_seed(seed, "expand", p.id))
+                            max_tokens=cfg.max_step_tokens, seed=derive_seed(seed, "expand", p.id))
                 for p in parents]
     results = yield from call_policy(requests, usage)
     return [[Node(next(ids), p.id, s.text, p.steps + ((s.text,) if s.text else ()), p.step_scores,
@@ -64,7 +66,7 @@ def rollout(question: str, nodes: list[Node], k: int, cfg: SearchConfig, fmt: Pr
         if not rolling:
             break
         requests = [fmt.request(question, nodes[i].steps + tails[i], n=1, temperature=0.0, top_p=1.0,
-                                max_tokens=cfg.max_tokens, seed=derive_seed(seed, "lookahead", nodes[i].id, depth))
+                                max_tokens=cfg.max_step_tokens, seed=derive_seed(seed, "lookahead", nodes[i].id, depth))
                     for i in rolling]
         results = yield from call_policy(requests, usage)
         still_rolling = []
