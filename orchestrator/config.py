@@ -49,7 +49,9 @@ class WandbConfig:
 class RayConfig:
     address: str | None = None  # default: RAY_ADDRESS, else a local instance sized to the machine
     num_cpus: int | None = None  # local instance only
-    max_in_flight: int = 0  # work units in flight at once; 0 = two per CPU in the cluster
+    # Work units in flight at once; 0 = the experiment's default (eight per model replica for
+    # sweeps that drive models, two per CPU for independent units).
+    max_in_flight: int = 0
 
 
 @dataclass
@@ -128,10 +130,18 @@ def _keys_at(schema: type, dotted: str) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
-def load_config(preset: str, overrides: Sequence[str] = ()) -> Any:
-    """Resolve a preset plus `key=value` overrides into a validated config object."""
-    from orchestrator.experiments import get_experiment
+@dataclass
+class Preset:
+    """A preset file and the overrides given with it, read but not yet merged into a schema."""
 
+    path: Path
+    raw: dict
+    overrides: DictConfig
+    kind: str  # the experiment kind it names
+
+
+def read_preset(preset: str, overrides: Sequence[str] = ()) -> Preset:
+    """The preset's YAML and the `key=value` overrides; the kind comes from either."""
     path = preset_path(preset)
     raw = yaml.safe_load(path.read_text()) or {}
     dotlist = list(overrides)
@@ -142,14 +152,17 @@ def load_config(preset: str, overrides: Sequence[str] = ()) -> Any:
     kind = OmegaConf.select(cli, "experiment", default=None) or raw.get("experiment")
     if not kind:
         raise ConfigError("experiment", None, f"{path} must name an experiment kind")
-    experiment = get_experiment(kind)
-    schema = experiment.config_class
+    return Preset(path, raw, cli, kind)
+
+
+def build_config(schema: type, preset: Preset) -> Any:
+    """Defaults of `schema`, then the preset, then the overrides; validated."""
     try:
-        cfg: DictConfig = OmegaConf.merge(OmegaConf.structured(schema), raw, cli)
+        cfg: DictConfig = OmegaConf.merge(OmegaConf.structured(schema), preset.raw, preset.overrides)
         if not cfg.preset:
-            resolved = path.resolve()
+            resolved = preset.path.resolve()
             cfg.preset = (str(resolved.relative_to(CONFIGS_DIR).with_suffix(""))
-                          if resolved.is_relative_to(CONFIGS_DIR) else path.stem)
+                          if resolved.is_relative_to(CONFIGS_DIR) else preset.path.stem)
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
         raise _explain(e, schema) from None
@@ -175,3 +188,17 @@ def config_hash(cfg: Any) -> str:
     """Hash of what the run computes: the config minus the RUNTIME_KEYS."""
     d = {k: v for k, v in to_dict(cfg).items() if k not in RUNTIME_KEYS}
     return content_hash(d, 10)
+
+
+def result_setup(cfg: Any, not_in_key: Sequence[str]) -> dict:
+    """The config as it bears on one work unit's result, for the unit's key: every field except
+    the RUNTIME_KEYS and the dotted `not_in_key` paths. Derived, never listed, so that a new
+    field is in every unit key unless someone says why it must not be."""
+    d = {k: v for k, v in to_dict(cfg).items() if k not in RUNTIME_KEYS}
+    for dotted in not_in_key:
+        *parents, leaf = dotted.split(".")
+        node = d
+        for part in parents:
+            node = node[part]
+        del node[leaf]
+    return d

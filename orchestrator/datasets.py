@@ -10,7 +10,26 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.config import ConfigError
+from orchestrator.config import ConfigError, check_choice, check_path_exists
+from orchestrator.tasks import arith
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "arith"  # arith | jsonl
+    path: str | None = None  # jsonl: a local file with question/answer(/level) fields
+    split: str = "test"
+    num_problems: int = 100
+    question_key: str = "question"
+    answer_key: str = "answer"
+    level_key: str = "level"
+
+    def validate(self, key: str) -> None:
+        check_choice(f"{key}.name", self.name, ("arith", "jsonl"))
+        if self.name == "jsonl":
+            check_path_exists(f"{key}.path", self.path)
+        if self.num_problems < 1:
+            raise ConfigError(f"{key}.num_problems", self.num_problems, "must be a positive int")
 
 
 @dataclass(frozen=True)
@@ -25,7 +44,6 @@ class Item:
 def load_items(cfg) -> list[Item]:
     """The first `num_problems` problems of the configured dataset, in a fixed order."""
     if cfg.name == "arith":
-        from orchestrator.tasks import arith
         per_level = -(-cfg.num_problems // len(arith.LEVELS))
         problems = arith.problems(cfg.split, per_level, seed=arith.TEST_SEED)
         by_level = [[p for p in problems if p.level == lvl] for lvl in arith.LEVELS]
@@ -36,7 +54,13 @@ def load_items(cfg) -> list[Item]:
         for n, line in enumerate(Path(cfg.path).expanduser().read_text().splitlines()):
             if not line.strip():
                 continue
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError("dataset.path", cfg.path, f"line {n + 1}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ConfigError("dataset.path", cfg.path, f"line {n + 1}: a JSON object is needed, got "
+                                  f"{type(row).__name__}")
             for key in (cfg.question_key, cfg.answer_key):
                 if key not in row:
                     raise ConfigError("dataset." + ("question_key" if key == cfg.question_key else "answer_key"),

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
-from orchestrator.config import ConfigError
+from ray import cloudpickle  # Ray serialises with its own copy of cloudpickle
+
+from orchestrator.config import ConfigError, build_config, read_preset
 
 # Built-in kinds: name -> "module:attribute", imported only when used.
 KINDS = {
-    "tts": "orchestrator.tts:EXPERIMENT",
+    "tts": "orchestrator.tts.experiment:EXPERIMENT",
     "speedrun": "orchestrator.speedrun.experiment:EXPERIMENT",
     "passuntil": "orchestrator.passuntil.experiment:EXPERIMENT",
 }
@@ -62,12 +65,14 @@ def get_experiment(kind: str) -> Experiment:
     return experiment
 
 
+def load_config(preset: str, overrides: Sequence[str] = ()) -> Any:
+    """A preset plus `key=value` overrides, resolved into the validated config of its kind."""
+    found = read_preset(preset, overrides)
+    return build_config(get_experiment(found.kind).config_class, found)
+
+
 def _load_file(path: Path):
     """Imports a plug-in file and ships it to Ray workers by value, so they need no copy of it."""
-    import sys
-
-    from ray import cloudpickle  # Ray serialises with its own copy of cloudpickle
-
     name = "scalerun_plugin_" + path.stem
     if name in sys.modules:
         return sys.modules[name]

@@ -1,13 +1,14 @@
 """The request/response types and the two protocols every algorithm is written against.
 
-Search strategies, PassUntil sampling and agent scaffolds call a `Policy` and a `Scorer`;
-the Ray actors in `actors/` implement them, and the tests implement them with deterministic
-fakes. Nothing here knows about Ray.
+Search strategies and PassUntil sampling yield `Generate` and `Score` batches that a `Policy`
+and a `Scorer` answer (agent scaffolds, coming, add their own request kinds); the Ray actors
+in `actors/` implement them, and the tests implement them with deterministic fakes. Nothing
+here knows about Ray.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import ClassVar, Protocol, Sequence
 
 FINISH_REASONS = ("stop", "eos", "length")
 
@@ -68,6 +69,22 @@ class ScoreResult:
     step_scores: list[float]
     tokens_computed: int = 0  # tokens the model actually ran (cached prefixes not counted)
     compute_seconds: float = 0.0
+
+
+@dataclass
+class Generate:
+    """A strategy's batch of policy requests; answered by a Policy's `generate`."""
+
+    requests: list[GenerateRequest]
+    method: ClassVar[str] = "generate"
+
+
+@dataclass
+class Score:
+    """A strategy's batch of PRM requests; answered by a Scorer's `score`."""
+
+    requests: list[ScoreRequest]
+    method: ClassVar[str] = "score"
 
 
 class Policy(Protocol):

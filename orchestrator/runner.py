@@ -29,26 +29,34 @@ class RunContext:
     run_dir: Path
     run_id: str
     tracker: Tracker
-    max_in_flight: int
+    max_in_flight: int  # ray.max_in_flight: work units in flight at once; 0 = the experiment's default
     progress_mode: str
     log: Callable[[str], None]
 
+    def in_flight(self, default: int) -> int:
+        return self.max_in_flight or default
+
 
 def resolve_run_dir(cfg: RunConfig) -> tuple[Path, str]:
-    """The run folder: `<runs_dir>/<preset>/<run_id>`; raises on a bad `resume`."""
+    """The run folder, `<runs_dir>/<preset>/<run id>`. A `resume` or a named `run_id` that exists
+    must have been made by this same config: otherwise its rows would be reported as this
+    config's (raises ConfigError naming the key)."""
     base = runs_root(cfg.runs_dir) / cfg.preset
+    chash = config_hash(cfg)
     if cfg.resume:
         run_dir = base / cfg.resume
         if not (run_dir / "config.yaml").exists():
             known = sorted(p.name for p in base.glob("*") if (p / "config.yaml").exists()) if base.exists() else []
             raise ConfigError("resume", cfg.resume, "allowed: existing runs of this preset: " + (", ".join(known) or "none"))
-        stored = (run_dir / "config_hash").read_text().strip()
-        if stored != config_hash(cfg):
-            raise ConfigError("resume", cfg.resume, f"that run has config hash {stored}, this config has "
-                              f"{config_hash(cfg)}; use the run's own settings")
-        return run_dir, cfg.resume
-    run_id = cfg.run_id or config_hash(cfg)
-    return base / run_id, run_id
+        key, run_id = "resume", cfg.resume
+    else:
+        key, run_id = "run_id", cfg.run_id or chash
+        run_dir = base / run_id
+    stored_file = run_dir / "config_hash"
+    if stored_file.exists() and (stored := stored_file.read_text().strip()) != chash:
+        raise ConfigError(key, run_id, f"that run has config hash {stored}, this config has {chash}; "
+                          "use the run's own settings or another run id")
+    return run_dir, run_id
 
 
 def run(cfg: RunConfig, log: Callable[[str], None] = print) -> Path:
@@ -62,7 +70,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> Path:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     chash = config_hash(cfg)
-    if not (run_dir / "config.yaml").exists():
+    if not (run_dir / "config_hash").exists():  # written last: it marks the folder as this config's
         write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
         write_text_atomic(run_dir / "config_hash", chash + "\n")
     log(f"[scalerun] {cfg.preset}: run {run_id} in {run_dir}")
@@ -72,7 +80,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> Path:
     store = ResultStore(run_dir / "results.jsonl")
     pending = [u for u, k in zip(units, keys) if k not in store]
     log(f"[scalerun] {len(units)} work units, {len(units) - len(pending)} already done, {len(pending)} to run")
-    ctx = RunContext(run_dir, run_id, tracker, runtime.default_in_flight(cfg.ray), cfg.progress, log)
+    ctx = RunContext(run_dir, run_id, tracker, cfg.ray.max_in_flight, cfg.progress, log)
     progress = None if cfg.progress == "quiet" else Progress(experiment.name, len(units), cfg.progress,
                                                            done=len(units) - len(pending))
     started = time.time()

@@ -33,10 +33,8 @@ def connect(cfg: RayConfig, log=print) -> dict:
     return ray.cluster_resources()
 
 
-def default_in_flight(cfg: RayConfig) -> int:
-    """How many work units to keep in flight: two per CPU unless configured."""
-    if cfg.max_in_flight:
-        return cfg.max_in_flight
+def two_per_cpu() -> int:
+    """The default number of independent work units in flight: two per CPU of the cluster."""
     return max(2, int(ray.cluster_resources().get("CPU", 1)) * 2)
 
 

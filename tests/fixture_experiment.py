@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from orchestrator.config import ConfigError, RunConfig  # noqa: E402
 from orchestrator.experiments import Experiment, Summary  # noqa: E402
+from orchestrator.runtime import two_per_cpu  # noqa: E402
 from orchestrator.scheduler import ray_map  # noqa: E402
 
 
@@ -41,7 +42,7 @@ def work(cfg, unit):
 
 
 def execute(cfg, pending, ctx):
-    yield from ray_map(work, cfg, pending, ctx.max_in_flight, num_cpus=0.5)
+    yield from ray_map(work, cfg, pending, ctx.in_flight(two_per_cpu()), num_cpus=0.5)
 
 
 def summarize(cfg, rows, ctx):

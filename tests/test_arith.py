@@ -3,14 +3,7 @@ import random
 import pytest
 
 from orchestrator.grading import grade
-from orchestrator.tasks import get_task
 from orchestrator.tasks import arith
-
-
-def test_registry():
-    assert get_task("arith") is arith
-    with pytest.raises(KeyError):
-        get_task("nope")
 
 
 def test_generator_is_deterministic():

@@ -5,15 +5,16 @@ import sys
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.config import ConfigError, load_config
+from orchestrator.config import ConfigError
+from orchestrator.experiments import load_config
 
 BAD = [
-    (["search.budgets=[4,-16]"], "search.budgets"),  # a budget that is not a positive int
-    (["search.budgets=[4,16.5]"], "search.budgets"),
-    (["search.budgets=[4,6]", "search.beam_width=4"], "search.beam_width"),  # width must divide N
+    (["budgets=[4,-16]"], "budgets"),  # a budget that is not a positive int
+    (["budgets=[4,16.5]"], "budgets"),
+    (["budgets=[4,6]", "search.beam_width=4"], "search.beam_width"),  # width must divide N
     (["policy.path=/no/such/model"], "policy.path"),  # a missing model path
     (["policy.path=tinyworld:huge"], "policy.path"),
-    (["search.methods=[beam,astar]"], "search.methods"),  # a value outside the allowed set
+    (["methods=[beam,astar]"], "methods"),  # a value outside the allowed set
     (["search.aggregation=median"], "search.aggregation"),
     (["search.beam_width=four"], "search.beam_width"),  # a wrong type
     (["dataset.num_problems=0"], "dataset.num_problems"),
@@ -54,13 +55,13 @@ def test_unknown_preset_lists_presets():
 
 
 def test_good_overrides_apply():
-    cfg = load_config("tts-smoke", ["search.budgets=[8,32]", "search.beam_width=8", "seed=3"])
-    assert cfg.search.budgets == [8, 32] and cfg.search.beam_width == 8 and cfg.seed == 3
+    cfg = load_config("tts-smoke", ["budgets=[8,32]", "search.beam_width=8", "seed=3"])
+    assert cfg.budgets == [8, 32] and cfg.search.beam_width == 8 and cfg.seed == 3
     assert cfg.preset == "tts-smoke"
 
 
 def test_cli_exits_2_with_one_line_and_creates_nothing(tmp_path, runs_dir, capsys):
-    code = main(["run", "tts-smoke", "search.budgets=[4,6]"])
+    code = main(["run", "tts-smoke", "budgets=[4,6]"])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and "search.beam_width" in err
@@ -69,15 +70,16 @@ def test_cli_exits_2_with_one_line_and_creates_nothing(tmp_path, runs_dir, capsy
 
 def test_cli_process_exit_code(tmp_path):
     env_runs = tmp_path / "runs"
-    p = subprocess.run([sys.executable, "-m", "orchestrator.cli", "config", "tts-smoke", "search.budgets=[0]"],
+    p = subprocess.run([sys.executable, "-m", "orchestrator.cli", "config", "tts-smoke", "budgets=[0]"],
                        capture_output=True, text=True, env={"SCALERUN_RUNS_DIR": str(env_runs), "PATH": "/usr/bin"})
     assert p.returncode == 2, p.stderr
-    assert p.stderr.strip().count("\n") == 0 and "search.budgets" in p.stderr
+    assert p.stderr.strip().count("\n") == 0 and "budgets" in p.stderr
     assert not env_runs.exists()
 
 
 def test_model_dtype_reaches_transformers_as_a_torch_dtype():
-    from orchestrator.models import ModelConfig, transformers_dtype
+    from actors.launch import transformers_dtype
+    from orchestrator.models import ModelConfig
 
     assert transformers_dtype(ModelConfig()) == "float32"  # auto on CPU
     assert transformers_dtype(ModelConfig(num_gpus=1)) == "bfloat16"

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import REPO
-from orchestrator.config import ConfigError, load_config
+from orchestrator.config import ConfigError
+from orchestrator.experiments import load_config
 from orchestrator.passuntil.experiment import summarize, units
 
 

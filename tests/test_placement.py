@@ -6,7 +6,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 
-from actors.placement import ModelPlacement, backend_kwargs, colocate, engine_bundles, replica_options
+from actors.launch import placement
+from actors.placement import ModelPlacement, backend_kwargs, engine_bundles, replica_options
+from orchestrator.models import ModelConfig
 
 
 def test_engine_bundles_never_span_two_nodes():
@@ -16,16 +18,6 @@ def test_engine_bundles_never_span_two_nodes():
     assert engine_bundles(["a", "b", "c"], 1) == [[0], [1], [2]]
     with pytest.raises(ValueError, match="not a multiple"):
         engine_bundles(["a", "a", "a", "b"], 2)
-
-
-def test_colocated_policy_and_prm_share_a_gpu():
-    policy, prm = colocate(ModelPlacement(num_replicas=2), ModelPlacement(), policy_share=0.6)
-    assert (policy.num_gpus, prm.num_gpus) == (0.6, pytest.approx(0.4))
-    assert policy.num_replicas == 2  # other fields are kept
-    assert policy.gpu_memory_utilization + prm.gpu_memory_utilization == pytest.approx(0.95)
-    assert replica_options(policy, 0)["num_gpus"] + replica_options(prm, 0)["num_gpus"] <= 1
-    with pytest.raises(ValueError):
-        colocate(ModelPlacement(), ModelPlacement(), policy_share=1.0)
 
 
 def test_replica_options_on_cpu_and_with_node_affinity():
@@ -52,11 +44,12 @@ def test_tensor_parallel_options_point_vllm_at_its_bundles():
                                                   "VLLM_RAY_PER_WORKER_GPUS": "1"}
 
 
-def test_config_and_validation():
-    p = ModelPlacement.from_config({"num_replicas": 2, "num_gpus": 0.5, "node_ids": ["x"]})
-    assert p.node_ids == ("x",) and p.num_gpus == 0.5
-    with pytest.raises(TypeError):
-        ModelPlacement.from_config({"replicas": 2})
+def test_model_config_reaches_the_placement():
+    p = placement(ModelConfig(replicas=2, num_gpus=0.5, node_ids=["x"], placement_strategy="SPREAD", max_restarts=5))
+    assert (p.num_replicas, p.num_gpus, p.node_ids, p.strategy, p.max_restarts) == (2, 0.5, ("x",), "SPREAD", 5)
+
+
+def test_placement_validation():
     for bad in ({"tensor_parallel": 2}, {"num_gpus": 1.5}, {"gpu_memory_utilization": 0},
                 {"strategy": "STRICT"}, {"num_replicas": 0}):
         with pytest.raises(ValueError):

@@ -39,7 +39,7 @@ def setup(tmp_path_factory):
     placement = ModelPlacement(num_replicas=2, num_cpus=1, max_restarts=2,
                                node_ids=tuple(n.node_id for n in nodes))
     pool = ReplicaPool.launch(PolicyActor, placement, "transformers", model, max_batch_size=4, max_batch=4)
-    pool.generate(batch(0, 4))  # both replicas loaded
+    pool.call("generate", batch(0, 4))  # both replicas loaded
     yield cluster, nodes, pool, direct
     pool.shutdown()
     ray.shutdown()
@@ -76,7 +76,7 @@ def test_killed_replica_process(setup):
     deadline = time.monotonic() + 90
     while not pool.up[victim]:
         assert time.monotonic() < deadline, "replica did not come back"
-        pool.generate(batch(5000, 2))
+        pool.call("generate", batch(5000, 2))
     assert ray.get(pool.actors[victim].location.remote())["pid"] != pids[victim]
 
 

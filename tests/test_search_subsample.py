@@ -3,7 +3,9 @@ import math
 
 import pytest
 
-from orchestrator.search.subsample import mean_and_interval, subsample_accuracy, subsample_outcomes
+import numpy as np
+
+from orchestrator.search.subsample import mean_and_interval, subsample_outcomes
 
 # "a" is the frequent wrong answer, "b" the rarer right one with high PRM scores, None unparsed
 ANSWERS = ["a", "a", "a", "b", "b", None, "a", "c"]
@@ -13,7 +15,9 @@ NS = [1, 2, 4, 8]
 
 
 def accuracy(**kwargs):
-    return subsample_accuracy(ANSWERS, SCORES, CORRECT, NS, str.__eq__, **kwargs)
+    """Per budget and metric, the mean outcome over the resamples."""
+    outcomes = subsample_outcomes(ANSWERS, SCORES, CORRECT, NS, str.__eq__, **kwargs)
+    return {n: {metric: float(np.mean(v)) for metric, v in by_metric.items()} for n, by_metric in outcomes.items()}
 
 
 def test_full_budget_is_the_plain_vote():
@@ -56,4 +60,4 @@ def test_interval_over_problems():
 
 def test_rejects_budgets_beyond_the_samples():
     with pytest.raises(ValueError):
-        subsample_accuracy(ANSWERS, SCORES, CORRECT, [16], str.__eq__)
+        subsample_outcomes(ANSWERS, SCORES, CORRECT, [16], str.__eq__)

@@ -5,7 +5,7 @@ import ray
 import yaml
 from ray.cluster_utils import Cluster
 
-from actors.trainer import RecordRun, record_placement_group
+from orchestrator.speedrun.launch import RecordRun, record_placement_group
 from orchestrator.speedrun.job import StopRules
 from orchestrator.speedrun.records import load_record
 from test_speedrun_trainer import DIST, assert_gone, pids_in_log, write_record

@@ -54,7 +54,7 @@ def test_replay_ladder_with_candidate_fsr(tmp_path):
 
 def test_gpu_preset_and_modded_nanogpt_record_launch_spec(tmp_path, monkeypatch):
     """The GPU cluster path, checked without GPUs: preset, launch command, node bundle, env."""
-    from orchestrator.config import load_config
+    from orchestrator.experiments import load_config
     from orchestrator.speedrun.records import launch_command, launch_env, load_record
 
     monkeypatch.setenv("MODDED_NANOGPT_DIR", str(tmp_path))

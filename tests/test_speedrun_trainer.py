@@ -189,12 +189,12 @@ def write_record(tmp_path, script_text, nproc, target=2.0):
 
 @pytest.mark.slow
 def test_actor_two_process_gloo_run(tmp_path, ray_session):
-    from actors.trainer import record_placement_group, run_record
+    from orchestrator.speedrun.launch import RecordRun, record_placement_group
     record = write_record(tmp_path, DIST, nproc=2)
     pg = record_placement_group(record)
     ray_session.get(pg.ready(), timeout=30)
     assert pg.bundle_specs == [{"CPU": 2.0}]
-    r = run_record(record, pg, tmp_path / "logs", rules=StopRules(target=2.0, stop_at_target=False, timeout_s=120))
+    r = RecordRun(record, pg, tmp_path / "logs", rules=StopRules(target=2.0, stop_at_target=False, timeout_s=120)).wait()
     ray_session.util.remove_placement_group(pg)
     # world 2: losses printed as v (3.0, 2.5, 1.9, 1.5); first at or below 2.0 is step 2
     assert (r["reason"], r["status"], r["returncode"]) == ("target_reached", "ok", 0), open(r["log_path"]).read()
@@ -207,7 +207,7 @@ def test_actor_two_process_gloo_run(tmp_path, ray_session):
 
 @pytest.mark.slow
 def test_actor_stop_kills_torchrun_tree(tmp_path, ray_session):
-    from actors.trainer import RecordRun, record_placement_group
+    from orchestrator.speedrun.launch import RecordRun, record_placement_group
     record = write_record(tmp_path, DIST.replace('dist.destroy_process_group()', 'time.sleep(600)'), nproc=1,
                           target=0.5)
     pg = record_placement_group(record)

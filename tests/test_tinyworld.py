@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from orchestrator.models import widen_heads
+from actors.policy import widen_heads
 from orchestrator.tasks import arith
 from orchestrator.tinyworld import PROMPT_FORMAT, TinyPRM, build, build_dir, ensure_built, format_report, report
 from orchestrator.tinyworld.evaluate import auroc, evaluate, majority_answer, weighted_answer

@@ -8,9 +8,9 @@ import pytest
 
 from conftest import REPO
 from localcluster import local_cluster, submit_and_wait
-from orchestrator.config import load_config
-from orchestrator.tts import units
-from orchestrator.tts_config import METHODS
+from orchestrator.experiments import load_config
+from orchestrator.tts.experiment import units
+from orchestrator.tts.config import METHODS
 
 
 def test_units_cover_every_method_and_budget():

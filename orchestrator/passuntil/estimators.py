@@ -49,6 +49,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as sps
 
+from orchestrator.stats import bootstrap_mean_interval
+
 
 @dataclass(frozen=True)
 class PassUntilRule:
@@ -158,35 +160,6 @@ def estimate(passes: int, samples: int, rule: PassUntilRule, confidence: float =
         high=float(a["high"][0]),
         unbiased=rule.r >= 2,
     )
-
-
-def bootstrap_means(values, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
-    """Means of `values` over instances resampled with replacement, shape (n_boot, *leading dims).
-
-    `values` is (instances,) or (rows, instances); every row is resampled with the same instance
-    indices (a paired bootstrap: one model series evaluated on one set of problems).
-    """
-    v = np.asarray(values, dtype=float)
-    idx = np.random.default_rng(seed).integers(0, v.shape[-1], size=(n_boot, v.shape[-1]))
-    return np.moveaxis(v[..., idx].mean(axis=-1), -1, 0)
-
-
-def percentile_interval(replicates, confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of finite bootstrap replicates (nan, nan) when none are finite."""
-    x = np.asarray(replicates, dtype=float)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return float("nan"), float("nan")
-    tail = 100 * (1 - confidence) / 2
-    return float(np.percentile(x, tail)), float(np.percentile(x, 100 - tail))
-
-
-def bootstrap_mean_interval(values, confidence: float = 0.95, n_boot: int = 2000,
-                            seed: int = 0) -> tuple[float, float, float]:
-    """(mean, low, high) of per-instance values with a percentile bootstrap over instances."""
-    v = np.asarray(values, dtype=float)
-    low, high = percentile_interval(bootstrap_means(v, n_boot, seed), confidence)
-    return float(v.mean()), low, high
 
 
 @dataclass(frozen=True)

@@ -13,18 +13,31 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from orchestrator.config import ConfigError, RunConfig, check_choice
-from orchestrator.datasets import load_items
+from actors.launch import launch_policy_pool
+from orchestrator.checkpoints import num_parameters
+from orchestrator.config import ConfigError, RunConfig, check_choice, content_hash, result_setup
+from orchestrator.datasets import DatasetConfig, load_items
+from orchestrator.driver import drive
 from orchestrator.experiments import Experiment, Summary
 from orchestrator.grading import grade
-from orchestrator.models import ModelConfig, launch_policy_pool
+from orchestrator.models import ModelConfig, placement_keys
 from orchestrator.passuntil import plots
-from orchestrator.passuntil.estimators import PassUntilRule, bootstrap_mean_interval, estimate_arrays
+from orchestrator.passuntil.estimators import PassUntilRule, estimate_arrays
 from orchestrator.passuntil.fit import NoTaskLine, fit_instance_law, fit_task_law
 from orchestrator.passuntil.sampling import pass_until
-from orchestrator.passuntil.series import SERIES
-from orchestrator.scheduler import drive_searches
-from orchestrator.tts_config import DatasetConfig
+from orchestrator.passuntil.series import SERIES, build_series, recipe
+from orchestrator.protocols import Generate
+from orchestrator.stats import bootstrap_mean_interval
+from orchestrator.tasks import arith
+from orchestrator.tinyworld import PROMPT_FORMAT
+
+# Config fields that never change a unit's result. Everything else is in every unit key.
+NOT_IN_UNIT_KEY = (
+    *placement_keys("policy"),
+    "policy.path", "policy.family",  # not read: the models are the series' or `models`
+    "series", "models",  # which models exist: a unit names its own model
+    "dataset.num_problems",  # how many problems
+)
 
 
 @dataclass
@@ -53,7 +66,7 @@ class PassUntilConfig(RunConfig):
             raise ConfigError("models", self.models, "need at least 3 models: 2 to fit, 1 to predict")
         for i, path in enumerate(self.models):
             ModelConfig(path=path).validate(f"models[{i}]")
-        check_choice("policy.backend", self.policy.backend, ("transformers", "vllm"))
+        self.policy.validate("policy")
         check_choice("pass_criterion", self.pass_criterion, ("answer", "chain"))
         if self.pass_criterion == "chain" and self.dataset.name != "arith":
             raise ConfigError("pass_criterion", self.pass_criterion,
@@ -65,18 +78,15 @@ class PassUntilConfig(RunConfig):
         for key in ("first_round", "fixed_k", "max_tokens"):
             if getattr(self, key) < 1:
                 raise ConfigError(key, getattr(self, key), "must be a positive int")
-        if self.dataset.num_problems < 1:
-            raise ConfigError("dataset.num_problems", self.dataset.num_problems, "must be a positive int")
+        self.dataset.validate("dataset")
 
 
 def _models(cfg: PassUntilConfig) -> list[dict]:
     """name, checkpoint and N of every model, smallest first (the series is built on first use)."""
-    from orchestrator.models import num_parameters
     if cfg.models:
         found = [{"name": f"m{i}", "path": p, "params": num_parameters(p, non_embedding=True)}
                  for i, p in enumerate(cfg.models)]
     else:
-        from orchestrator.passuntil.series import build_series
         found = [{"name": m.name, "path": str(m.path), "params": m.non_embedding_params}
                  for m in build_series(cfg.series)]
     return sorted(found, key=lambda m: m["params"])
@@ -87,10 +97,7 @@ def _rule(cfg: PassUntilConfig) -> PassUntilRule:
 
 
 def units(cfg: PassUntilConfig) -> list[dict]:
-    setup = {"rule": [cfg.r, cfg.cap, cfg.first_round], "fixed_k": cfg.fixed_k,
-             "temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "pass": cfg.pass_criterion}
-    from orchestrator.config import content_hash
-    from orchestrator.passuntil.series import recipe
+    setup = result_setup(cfg, NOT_IN_UNIT_KEY)
     models = [{"model": f"w{w}", "recipe": content_hash(recipe(cfg.series, w))} for w in SERIES[cfg.series]["widths"]] \
         if not cfg.models else [{"model": p} for p in cfg.models]
     return [{**m, "problem": item.id, "seed": cfg.seed, "setup": setup}
@@ -98,8 +105,6 @@ def units(cfg: PassUntilConfig) -> list[dict]:
 
 
 def execute(cfg: PassUntilConfig, pending: list[dict], ctx):
-    from orchestrator.tinyworld import PROMPT_FORMAT
-
     if not pending:
         return
     items = {item.id: item for item in load_items(cfg.dataset)}
@@ -117,7 +122,8 @@ def execute(cfg: PassUntilConfig, pending: list[dict], ctx):
                                max_tokens=cfg.max_tokens))
                 for u in model_units)
         try:
-            for unit, result, wall in drive_searches(jobs, pool, None, max(ctx.max_in_flight, 64)):
+            for unit, result, wall in drive(jobs, {Generate: pool}, ctx.in_flight(64),
+                                            affinity_key=lambda u: u["problem"]):
                 yield unit, {**result, "params": model["params"], "level": items[unit["problem"]].level,
                              "wall_seconds": wall}
         finally:
@@ -127,7 +133,6 @@ def execute(cfg: PassUntilConfig, pending: list[dict], ctx):
 def _passes(cfg: PassUntilConfig, item):
     """Whether a sampled solution counts as a pass, per `pass_criterion`."""
     if cfg.pass_criterion == "chain":
-        from orchestrator.tasks import arith
         return lambda text: arith.solution_matches(item.reference_steps, text)
     return lambda text: grade(text, item.answer)
 

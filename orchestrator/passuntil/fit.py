@@ -35,7 +35,7 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as sps
 
-from orchestrator.passuntil.estimators import bootstrap_means, percentile_interval
+from orchestrator.stats import bootstrap_means, percentile_interval
 
 
 def loglog(pu):

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.passuntil.fit import loglog
-from orchestrator.plots import _save, plt
+from orchestrator.plots import plt, save
 
 
 def scaling_law(path: Path, model_rows: list[dict], fit) -> Path:
@@ -29,7 +29,7 @@ def scaling_law(path: Path, model_rows: list[dict], fit) -> Path:
     ax.set_title("task scaling law (Hu et al. 2023, Eq. 3)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def fixed_vs_passuntil(path: Path, model_rows: list[dict], fixed_k: int) -> Path:
@@ -48,4 +48,4 @@ def fixed_vs_passuntil(path: Path, model_rows: list[dict], fixed_k: int) -> Path
     ax.set_ylabel("pass rate")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)

@@ -22,6 +22,7 @@ from queue import Empty
 
 from orchestrator.config import content_hash
 from orchestrator.progress import Progress
+from orchestrator.tasks import arith
 
 SERIES = {
     # largest_steps: the largest model's steps. With scale_steps the others' scale with their N;
@@ -50,8 +51,6 @@ def steps(profile: str, width: int) -> int:
 
 def recipe(profile: str, width: int) -> dict:
     s = SERIES[profile]
-    from orchestrator.tasks import arith
-
     return {"task_format": arith.FORMAT_VERSION, "seed": 0, "policy_hidden": width, "policy_layers": 2, "policy_ffn": 4 * width,
             "policy_head_dim": 16, "policy_lr": s["lr"], "policy_batch": s["batch"],
             "policy_steps": steps(profile, width), "policy_eval_every": steps(profile, width),
@@ -59,7 +58,7 @@ def recipe(profile: str, width: int) -> dict:
 
 
 def _root(profile: str, width: int) -> Path:
-    from orchestrator.tinyworld.build import cache_root
+    from orchestrator.tinyworld.build import cache_root  # torch: only where models are built, not for SERIES
     return cache_root() / f"series-{profile}-w{width}-{content_hash(recipe(profile, width), 10)}"
 
 
@@ -91,7 +90,7 @@ def build_series(profile: str = "default") -> list[SeriesModel]:
     Missing models train side by side, one process and one thread each, largest first so that
     the longest job never starts last.
     """
-    from orchestrator.models import num_parameters
+    from orchestrator.checkpoints import num_parameters  # torch: only where models are built, not for SERIES
 
     widths = SERIES[profile]["widths"]
     missing = sorted((w for w in widths if not (_root(profile, w) / "stage.json").exists()), reverse=True)

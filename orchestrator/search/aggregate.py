@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from orchestrator.search.base import AnswersEqual, Solution
+from orchestrator.search.base import AGGREGATIONS, AnswersEqual, Solution
 
 VOTES = ("majority", "naive", "weighted")
 
@@ -27,7 +27,7 @@ def aggregate(step_scores: Sequence[float], how: str) -> float:
         return math.prod(step_scores)
     if how == "mean":
         return sum(step_scores) / len(step_scores)
-    raise ValueError(f"unknown aggregation {how!r}")
+    raise ValueError(f"unknown aggregation {how!r}; allowed: {', '.join(AGGREGATIONS)}")
 
 
 def group_answers(answers: Sequence[str | None], answers_equal: AnswersEqual) -> list[int | None]:

@@ -1,9 +1,10 @@
 """The contract between search strategies and whoever runs them.
 
 A strategy is a generator: it yields `Generate` or `Score` batches, receives their results in
-request order, and finally returns a `SearchResult`. It never calls a model itself, so one
-driver can run many problems at once and merge their requests into few model calls:
-`run_many` does that in-process; the Ray scheduler mirrors it.
+request order, and finally returns a `SearchResult`. It never calls a model itself, so the one
+driver (orchestrator/driver.py) can run many problems at once and merge their requests into
+few model calls. Every strategy is `strategy(question, n, cfg, fmt, seed, extract_answer,
+answers_equal)` with `cfg` the sweep's `search:` block and `n` the unit's budget N.
 """
 from __future__ import annotations
 
@@ -12,22 +13,12 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Generator, Sequence, Union
 
-from orchestrator.protocols import (GenerateRequest, GenerateResult, Policy, ScoreRequest,
+from orchestrator.driver import LocalPool, drive
+from orchestrator.protocols import (Generate, GenerateRequest, GenerateResult, Policy, Score, ScoreRequest,
                                     ScoreResult, Scorer, Usage)
 
-AGGREGATIONS = ("last", "min", "prod", "mean")
+AGGREGATIONS = ("last", "min", "prod", "mean")  # how step scores become one score (aggregate.py)
 COMPLETE = ("eos", "length")  # "stop" means the step ended at the delimiter: more steps follow
-
-
-@dataclass
-class Generate:
-    requests: list[GenerateRequest]
-
-
-@dataclass
-class Score:
-    requests: list[ScoreRequest]
-
 
 Strategy = Generator[Union[Generate, Score], Union[list[GenerateResult], list[ScoreResult]],
                      "SearchResult"]
@@ -35,28 +26,36 @@ ExtractAnswer = Callable[[str], Union[str, None]]
 AnswersEqual = Callable[[str, str], bool]
 
 
-@dataclass(frozen=True)
+@dataclass
 class SearchConfig:
-    """One budget and its knobs. `n` is the budget N; `beam_width` is M (beam, DVTS, lookahead)."""
+    """How the strategies search, read as is from a sweep's `search:` block (the budget N is
+    each unit's own)."""
 
-    n: int = 4
-    beam_width: int = 4
+    beam_width: int = 4  # M: beam search, DVTS and lookahead expand each kept beam by M
     max_iterations: int = 40
     temperature: float = 0.8
     top_p: float = 1.0
-    max_tokens: int = 256  # per step
-    max_solution_tokens: int = 2048  # majority / best-of-N sample whole solutions
+    max_step_tokens: int = 64  # per step (beam search, DVTS, lookahead)
+    max_solution_tokens: int = 512  # majority / best-of-N sample whole solutions
     aggregation: str = "last"  # how step scores become one score, in search and in the vote
-    lookahead: int = 0  # k greedy steps rolled out to score a candidate (lookahead search)
-    filter_duplicates: bool = False
+    lookahead: int = 1  # k greedy steps rolled out to score a candidate (lookahead search only)
+    filter_duplicates: bool = False  # beam search: drop open candidates that repeat another's steps
 
-    def __post_init__(self):
+    def problems(self) -> list[tuple[str, object, str]]:
+        """(field, value, what is allowed) for every bad value; empty when the config is good."""
+        bad = []
         if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
-        if self.n < 1 or self.beam_width < 1 or self.max_iterations < 1 or self.lookahead < 0:
-            raise ValueError(f"bad search config: {self}")
-
-
+            bad.append(("aggregation", self.aggregation, "allowed: " + ", ".join(AGGREGATIONS)))
+        for name in ("beam_width", "max_iterations", "max_step_tokens", "max_solution_tokens"):
+            if getattr(self, name) < 1:
+                bad.append((name, getattr(self, name), "must be a positive int"))
+        if self.lookahead < 0:
+            bad.append(("lookahead", self.lookahead, "must be >= 0"))
+        if not 0 < self.top_p <= 1:
+            bad.append(("top_p", self.top_p, "must be in (0, 1]"))
+        if self.temperature < 0:
+            bad.append(("temperature", self.temperature, "must be >= 0"))
+        return bad
 @dataclass
 class Solution:
     steps: list[str]
@@ -110,35 +109,11 @@ def call_scorer(requests: list[ScoreRequest], usage: Usage):
 
 
 def run_many(strategies: Sequence[Strategy], policy: Policy, scorer: Scorer) -> list[SearchResult]:
-    """Drives many strategies in lockstep: each round, one policy call and one PRM call carry
-    the requests of every strategy waiting on them."""
+    """Drives many strategies in lockstep in this process (the one driver over local pools)."""
     results: list[SearchResult | None] = [None] * len(strategies)
-    waiting: dict[int, Generate | Score] = {}
-
-    def advance(i: int, reply) -> None:
-        try:
-            waiting[i] = strategies[i].send(reply)
-        except StopIteration as stop:
-            results[i] = stop.value
-
-    for i in range(len(strategies)):
-        advance(i, None)
-    while waiting:
-        batch, waiting = waiting, {}
-        replies = {}
-        for kind, model, method in ((Generate, policy, "generate"), (Score, scorer, "score")):
-            ids = [i for i, op in batch.items() if isinstance(op, kind)]
-            flat = [request for i in ids for request in batch[i].requests]
-            answers = getattr(model, method)(flat) if flat else []
-            if len(answers) != len(flat):
-                raise RuntimeError(f"{kind.__name__}: {len(answers)} results for {len(flat)} requests")
-            start = 0
-            for i in ids:
-                count = len(batch[i].requests)
-                replies[i] = answers[start:start + count]
-                start += count
-        for i in sorted(replies):
-            advance(i, replies[i])
+    jobs = enumerate(strategies)
+    for i, result, _ in drive(jobs, {Generate: LocalPool(policy), Score: LocalPool(scorer)}, len(strategies)):
+        results[i] = result
     return results
 
 

@@ -18,25 +18,25 @@ from orchestrator.search.base import AnswersEqual, ExtractAnswer, SearchConfig, 
 from orchestrator.search.steps import Node, expand, root, score_nodes
 
 
-def beam_search(question: str, cfg: SearchConfig, fmt: PromptFormat, seed: int,
+def beam_search(question: str, n: int, cfg: SearchConfig, fmt: PromptFormat, seed: int,
                 extract_answer: ExtractAnswer, answers_equal: AnswersEqual, lookahead: int = 0):
-    if cfg.n % cfg.beam_width:
-        raise ValueError(f"beam search needs n ({cfg.n}) divisible by beam_width ({cfg.beam_width})")
+    if n % cfg.beam_width:
+        raise ValueError(f"beam search needs n ({n}) divisible by beam_width ({cfg.beam_width})")
     usage = Usage()
     ids = itertools.count()
     beams = [root(next(ids))]
     completed: list[Node] = []
     iterations = 0
-    while beams and len(completed) < cfg.n and iterations < cfg.max_iterations:
-        width = cfg.n if iterations == 0 else cfg.beam_width
+    while beams and len(completed) < n and iterations < cfg.max_iterations:
+        width = n if iterations == 0 else cfg.beam_width
         children = yield from expand(question, beams, width, cfg, fmt, seed, usage, ids)
         candidates = [c for siblings in children for c in siblings]
         if cfg.filter_duplicates:
             candidates = drop_duplicate_open(candidates)
         yield from score_nodes(question, candidates, cfg, fmt, seed, usage, lookahead)
         iterations += 1
-        completed = best([*completed, *(c for c in candidates if c.complete)], cfg.n)
-        beams = best([c for c in candidates if not c.complete], cfg.n // cfg.beam_width)
+        completed = best([*completed, *(c for c in candidates if c.complete)], n)
+        beams = best([c for c in candidates if not c.complete], n // cfg.beam_width)
     solutions = [node.solution(fmt, extract_answer) for node in completed]
     return SearchResult(final_answer(solutions, "weighted", answers_equal), solutions, usage, iterations)
 

@@ -18,13 +18,13 @@ from orchestrator.search.base import AnswersEqual, ExtractAnswer, SearchConfig, 
 from orchestrator.search.steps import Node, expand, root, score_nodes
 
 
-def dvts(question: str, cfg: SearchConfig, fmt: PromptFormat, seed: int,
+def dvts(question: str, n: int, cfg: SearchConfig, fmt: PromptFormat, seed: int,
          extract_answer: ExtractAnswer, answers_equal: AnswersEqual):
-    if cfg.n % cfg.beam_width:
-        raise ValueError(f"DVTS needs n ({cfg.n}) divisible by beam_width ({cfg.beam_width})")
+    if n % cfg.beam_width:
+        raise ValueError(f"DVTS needs n ({n}) divisible by beam_width ({cfg.beam_width})")
     usage = Usage()
     ids = itertools.count()
-    subtrees = cfg.n // cfg.beam_width
+    subtrees = n // cfg.beam_width
     current: dict[int, Node] = {t: root(next(ids)) for t in range(subtrees)}  # open subtrees only
     trees = [[current[t].tree_node()] for t in range(subtrees)]
     finished: list[Node] = []

@@ -12,9 +12,9 @@ from orchestrator.search.base import AnswersEqual, ExtractAnswer, SearchConfig
 from orchestrator.search.beam import beam_search
 
 
-def lookahead_search(question: str, cfg: SearchConfig, fmt: PromptFormat, seed: int,
+def lookahead_search(question: str, n: int, cfg: SearchConfig, fmt: PromptFormat, seed: int,
                      extract_answer: ExtractAnswer, answers_equal: AnswersEqual):
     """Beam search with lookahead k = `cfg.lookahead` (at least 1); the rollout is `steps.rollout`."""
     if cfg.lookahead < 1:
         raise ValueError("lookahead search needs cfg.lookahead >= 1")
-    return beam_search(question, cfg, fmt, seed, extract_answer, answers_equal, lookahead=cfg.lookahead)
+    return beam_search(question, n, cfg, fmt, seed, extract_answer, answers_equal, lookahead=cfg.lookahead)

@@ -40,15 +40,6 @@ def subsample_outcomes(answers: Sequence[str | None], scores: Sequence[float], c
     return outcomes
 
 
-def subsample_accuracy(answers: Sequence[str | None], scores: Sequence[float], correct: Sequence[bool],
-                       ns: Sequence[int], answers_equal: AnswersEqual, num_resamples: int = 32,
-                       seed: int = 0) -> dict[int, dict[str, float]]:
-    """Per budget n and metric, the mean outcome over the resamples."""
-    outcomes = subsample_outcomes(answers, scores, correct, ns, answers_equal, num_resamples, seed)
-    return {n: {metric: float(np.mean(values)) for metric, values in by_metric.items()}
-            for n, by_metric in outcomes.items()}
-
-
 def mean_and_interval(outcomes_per_problem: Sequence[Sequence[float]],
                       level: float = 0.95) -> tuple[float, float, float]:
     """Accuracy over problems and its interval over resamples (resample r of every problem makes

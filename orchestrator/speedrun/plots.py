@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.plots import _save, plt
+from orchestrator.plots import plt, save
 
 
 def curves(path: Path, results: list[dict]) -> Path:
@@ -24,7 +24,7 @@ def curves(path: Path, results: list[dict]) -> Path:
     ax.grid(alpha=0.3)
     if colours:
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def speedups(path: Path, rows: list[dict]) -> Path:
@@ -40,4 +40,4 @@ def speedups(path: Path, rows: list[dict]) -> Path:
     ax.set_xticklabels(labels, fontsize=7)
     ax.set_ylabel("speedup (time to target)")
     ax.set_title("speedup over the previous record (95% interval)")
-    return _save(fig, path)
+    return save(fig, path)

@@ -6,7 +6,6 @@ A record is one YAML file next to its script, for example `records/shakespeare/0
     order: 1                          # position in the ladder (records are compared in this order)
     script: 01_adamw.py               # relative to the YAML file; may use ${VAR} of os.environ
     target_val_loss: 2.30
-    log_format: modded                # "modded" (step:.. val_loss:..) or "llmc" (s:.. tel:..)
     launch:
       nproc_per_node: 1               # processes per node (1 GPU each on GPU clusters)
       nnodes: 1
@@ -60,7 +59,6 @@ class Record:
     script: Path
     order: int = 0
     target_val_loss: float = 3.28
-    log_format: str = "modded"
     launch: Launch = field(default_factory=Launch)
     resources_per_process: dict[str, float] = field(default_factory=lambda: {"CPU": 1})
     data_prep: str | None = None
@@ -84,9 +82,6 @@ def load_record(path) -> Record:
         raise ValueError(f"{path}: unknown record keys {sorted(unknown)}")
     if "script" not in spec:
         raise ValueError(f"{path}: a record needs a script")
-    log_format = spec.get("log_format", "modded")
-    if log_format not in ("modded", "llmc"):
-        raise ValueError(f"{path}: log_format must be modded or llmc, got {log_format!r}")
     launch = Launch(**(spec.get("launch") or {}))
     if launch.launcher not in ("torchrun", "python"):
         raise ValueError(f"{path}: launcher must be torchrun or python, got {launch.launcher!r}")
@@ -101,7 +96,6 @@ def load_record(path) -> Record:
         script=(path.parent / _expand(spec["script"], os.environ)).resolve(),
         order=int(spec.get("order", 0)),
         target_val_loss=float(spec.get("target_val_loss", 3.28)),
-        log_format=log_format,
         launch=launch,
         resources_per_process=dict(spec.get("resources_per_process") or {"CPU": 1}),
         data_prep=spec.get("data_prep"),

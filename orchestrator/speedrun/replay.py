@@ -12,7 +12,7 @@ from typing import Iterator
 
 import ray
 
-from actors.trainer import RecordRun, record_placement_group
+from orchestrator.speedrun.launch import RecordRun, record_placement_group
 from orchestrator.speedrun.job import StopRules
 from orchestrator.speedrun.records import Record
 from orchestrator.speedrun.stats import consecutive_speedups, summarize, val_loss_acceptance

@@ -23,12 +23,12 @@ deterministic.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from orchestrator.stats import bootstrap_mean_interval
+from orchestrator.stats import percentile_interval
 
 
 def oracle_difficulty(correct: Sequence[Sequence[bool]]) -> np.ndarray:
@@ -93,23 +93,56 @@ class CurvePoint:
     low: float
     high: float
     levels: list[LevelChoice]
+    # Held-out accuracy in each bootstrap replicate (selection redone in each), for paired figures.
+    replicates: np.ndarray = field(default_factory=lambda: np.zeros(0), compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Multiplier:
+    """Snell et al.'s efficiency figure: weighted best-of-N needs `value` times the budget `at`
+    to match the compute-optimal accuracy there. inf when it never does within the sweep."""
+
+    at: float
+    value: float
+    low: float
+    high: float
+    matched_budget: float  # the budget where weighted best-of-N reaches that accuracy
 
 
 def _best(candidates: Sequence[Config], problems: np.ndarray) -> Config:
     return min(candidates, key=lambda c: (-float(c.correct[problems].mean()), c.cost, c.name))
 
 
+def bootstrap_folds(levels: Sequence[int], seed: int = 0, n_boot: int = 2000) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Per level of at least two problems: (level, fold A, fold B) resampled with replacement
+    within each fold, each (n_boot, fold size) problem indices. Resampling inside the folds keeps
+    level and fold sizes and never puts one problem on both sides of a fold."""
+    levels = np.asarray(levels, dtype=int)
+    rng = np.random.default_rng([seed, 1])
+    out = []
+    for level in np.unique(levels):
+        problems = np.flatnonzero(levels == level)
+        if len(problems) < 2:
+            continue
+        fold_a, fold_b = two_fold_split(problems, seed, int(level))
+        out.append((int(level), rng.choice(fold_a, size=(n_boot, len(fold_a))),
+                    rng.choice(fold_b, size=(n_boot, len(fold_b)))))
+    return out
+
+
 def compute_optimal(configs: Sequence[Config], levels: Sequence[int], budgets: Sequence[float],
-                    seed: int = 0, confidence: float = 0.95) -> list[CurvePoint]:
+                    seed: int = 0, confidence: float = 0.95, n_boot: int = 2000) -> list[CurvePoint]:
     """The compute-optimal curve: per budget, the 2-fold cross-validated choice in every level.
 
     Levels with fewer than two problems cannot be split and are left out; budgets that no
-    configuration fits are skipped.
+    configuration fits are skipped. The interval is a bootstrap over problems (`bootstrap_folds`)
+    that redoes every fold's choice in each replicate, so it includes the noise of the selection.
     """
     levels = np.asarray(levels, dtype=int)
+    boots = bootstrap_folds(levels, seed, n_boot)
     points = []
     for budget in budgets:
-        candidates = [c for c in configs if c.cost <= budget * (1 + 1e-9)]
+        candidates = sorted((c for c in configs if c.cost <= budget * (1 + 1e-9)), key=lambda c: (c.cost, c.name))
         if not candidates:
             continue
         held_out = np.full(len(levels), np.nan)
@@ -133,6 +166,56 @@ def compute_optimal(configs: Sequence[Config], levels: Sequence[int], budgets: S
         scored = held_out[np.isfinite(held_out)]
         if scored.size == 0:
             continue
-        accuracy, low, high = bootstrap_mean_interval(scored, confidence, seed=seed)
-        points.append(CurvePoint(float(budget), accuracy, low, high, choices))
+        correct = np.stack([c.correct for c in candidates])  # candidates x problems, cheapest first
+        total, count = np.zeros(n_boot), 0
+        for _, boot_a, boot_b in boots:
+            # argmax takes the first maximum: ties go to the cheaper candidate, then the name.
+            on_a = correct[:, boot_a].mean(axis=-1).argmax(axis=0)
+            on_b = correct[:, boot_b].mean(axis=-1).argmax(axis=0)
+            total += correct[on_a[:, None], boot_b].sum(axis=-1) + correct[on_b[:, None], boot_a].sum(axis=-1)
+            count += boot_a.shape[1] + boot_b.shape[1]
+        replicates = total / count
+        low, high = percentile_interval(replicates, confidence)
+        points.append(CurvePoint(float(budget), float(scored.mean()), low, high, choices, replicates))
     return points
+
+
+def matching_budget(budgets: Sequence[float], accuracies: Sequence[float], target: float) -> float:
+    """The budget at which a curve (accuracies at increasing budgets) first reaches `target`,
+    interpolated linearly in log budget; the smallest budget if it starts there, inf if never."""
+    b, a = np.asarray(budgets, dtype=float), np.asarray(accuracies, dtype=float)
+    if a[0] >= target:
+        return float(b[0])
+    for i in range(1, len(b)):
+        if a[i] >= target:
+            fraction = (target - a[i - 1]) / (a[i] - a[i - 1])
+            return float(np.exp(np.log(b[i - 1]) + fraction * (np.log(b[i]) - np.log(b[i - 1]))))
+    return float("inf")
+
+
+def efficiency_multiplier(weighted: Sequence[Config], curve: Sequence[CurvePoint], at: float,
+                          levels: Sequence[int], seed: int = 0, n_boot: int = 2000,
+                          confidence: float = 0.95) -> Multiplier:
+    """How many times the budget `at` weighted best-of-N needs to match the compute-optimal
+    accuracy at `at`, with a paired bootstrap interval.
+
+    `weighted` holds weighted best-of-N at each swept N (cost = N); `curve` comes from
+    `compute_optimal` with the same levels, seed and n_boot, so each replicate compares both on
+    the same resampled problems. A replicate that never matches counts as inf (censored above
+    the sweep), so the interval can be open above.
+    """
+    weighted = sorted(weighted, key=lambda c: c.cost)
+    budgets = [c.cost for c in weighted]
+    (point,) = [p for p in curve if np.isclose(p.budget, at)]
+    boots = bootstrap_folds(levels, seed, n_boot)
+    resampled = np.concatenate([np.concatenate([a, b], axis=1) for _, a, b in boots], axis=1)
+    levels = np.asarray(levels, dtype=int)
+    problems = np.flatnonzero(np.isin(levels, [level for level, _, _ in boots]))  # those the curve scored
+    correct = np.stack([c.correct for c in weighted])
+    matched = matching_budget(budgets, correct[:, problems].mean(axis=1), point.accuracy)
+    curves = correct[:, resampled].mean(axis=-1).T  # replicates x budgets
+    replicates = np.array([matching_budget(budgets, acc, target) / at
+                           for acc, target in zip(curves, point.replicates)])
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(replicates, [tail, 1 - tail], method="inverted_cdf")  # inf-safe
+    return Multiplier(float(at), matched / at, float(low), float(high), matched)

@@ -5,7 +5,8 @@ Work units, each keyed by its content:
 - `sampling` (problem, N_max): N_max whole solutions scored by the PRM; majority, best-of-N
   and weighted best-of-N at every smaller N come from nested subsamples of them;
 - `search` (problem, method, N): one run of beam search, DVTS or lookahead at budget N.
-The scheduler drives the strategies of many units at once through the policy and PRM pools.
+The one driver (orchestrator/driver.py) runs the strategies of many units at once through the
+policy and PRM pools.
 """
 from __future__ import annotations
 
@@ -14,60 +15,52 @@ from dataclasses import asdict
 
 import numpy as np
 
-from orchestrator import plots
-from orchestrator.config import to_dict
+from actors.launch import launch_policy_pool, launch_prm_pool
+from orchestrator.checkpoints import num_parameters, recipe_tag, resolve_policy_path, resolve_prm_path
+from orchestrator.config import result_setup
 from orchestrator.datasets import load_items
+from orchestrator.driver import drive
 from orchestrator.experiments import Experiment, Summary
 from orchestrator.grading import answers_equal, extract_answer
-from orchestrator.models import (launch_policy_pool, launch_prm_pool, num_parameters, resolve_policy_path,
-                                 resolve_prm_path)
-from orchestrator.protocols import PromptFormat
-from orchestrator.search import SAMPLING_METHODS, STRATEGIES, SearchConfig
+from orchestrator.models import BUILTIN_PREFIX, placement_keys
+from orchestrator.protocols import Generate, PromptFormat, Score
+from orchestrator.search import SAMPLING_METHODS, STRATEGIES, TREE_METHODS
 from orchestrator.search.aggregate import aggregate
-from orchestrator.passuntil.estimators import bootstrap_mean_interval
-from orchestrator.scheduler import drive_searches
 from orchestrator.search.subsample import mean_and_interval, subsample_outcomes
-from orchestrator.tts_config import TREE_METHODS, TTSConfig
-from orchestrator.tts_stats import Config as SweepPoint
-from orchestrator.tts_stats import compute_optimal, difficulty_levels, oracle_difficulty, predicted_difficulty
+from orchestrator.stats import bootstrap_mean_interval
+from orchestrator.tinyworld import PROMPT_FORMAT
+from orchestrator.tts import plots
+from orchestrator.tts.config import TTSConfig
+from orchestrator.tts.stats import Config as SweepPoint
+from orchestrator.tts.stats import compute_optimal, difficulty_levels, oracle_difficulty, predicted_difficulty
 
 VOTE_OF_METHOD = {"majority": "majority", "best_of_n": "naive", "weighted_best_of_n": "weighted"}
+# Config fields that never change a unit's result. Everything else is in every unit key.
+NOT_IN_UNIT_KEY = (
+    *placement_keys("policy"), *placement_keys("prm"),
+    "methods", "budgets", "oracle_samples",  # which units exist: a unit holds its own method and N
+    "resamples", "dataset.num_problems",  # the summary's subsampling; how many problems
+)
 
 
-def _setup(cfg: TTSConfig) -> dict:
+def setup(cfg: TTSConfig) -> dict:
     """Everything besides problem, method, N and seed that changes a unit's result."""
-    s = cfg.search
-    return {"policy": cfg.policy.path, "prm": cfg.prm.path, "prm_family": cfg.prm.family,
-            "prompt": to_dict(cfg)["prompt"], "temperature": s.temperature, "top_p": s.top_p,
-            "max_step_tokens": s.max_step_tokens, "max_solution_tokens": s.max_solution_tokens,
-            "aggregation": s.aggregation, "beam_width": s.beam_width, "lookahead": s.lookahead,
-            "max_iterations": s.max_iterations, "filter_duplicates": s.filter_duplicates,
-            "model_recipe": _recipe_tag(cfg)}
-
-
-def _recipe_tag(cfg: TTSConfig) -> dict:
-    """The tiny-world recipe behind `tinyworld:<profile>` paths, so a new recipe means new units."""
-    from orchestrator.models import BUILTIN_PREFIX
-    tags = {}
-    for key, path in (("policy", cfg.policy.path), ("prm", cfg.prm.path)):
-        if path.startswith(BUILTIN_PREFIX):
-            from orchestrator.tinyworld import build_dir
-            tags[key] = build_dir(path[len(BUILTIN_PREFIX):]).name
-    return tags
+    return {**result_setup(cfg, NOT_IN_UNIT_KEY),
+            "model_recipe": {"policy": recipe_tag(cfg.policy.path), "prm": recipe_tag(cfg.prm.path)}}
 
 
 def units(cfg: TTSConfig) -> list[dict]:
-    setup = _setup(cfg)
-    n_max = max(cfg.search.budgets)
+    shared = setup(cfg)
+    n_max = max(cfg.budgets)
     out = []
     for item in load_items(cfg.dataset):
-        base = {"problem": item.id, "seed": cfg.seed, "setup": setup}
+        base = {"problem": item.id, "seed": cfg.seed, "setup": shared}
         out.append({**base, "kind": "oracle", "n": cfg.oracle_samples})
-        if any(m in SAMPLING_METHODS for m in cfg.search.methods):
+        if any(m in SAMPLING_METHODS for m in cfg.methods):
             out.append({**base, "kind": "sampling", "n": n_max})
-        for method in cfg.search.methods:
+        for method in cfg.methods:
             if method in TREE_METHODS:
-                out += [{**base, "kind": "search", "method": method, "n": n} for n in cfg.search.budgets]
+                out += [{**base, "kind": "search", "method": method, "n": n} for n in cfg.budgets]
     return out
 
 
@@ -76,22 +69,16 @@ def prompt_format(cfg: TTSConfig) -> PromptFormat:
     if p.template or p.use_chat:
         return PromptFormat(template=p.template or "{question}", step_delimiter=p.step_delimiter,
                             use_chat=p.use_chat, system_prompt=p.system_prompt)
-    if cfg.policy.path.startswith("tinyworld:"):
-        from orchestrator.tinyworld import PROMPT_FORMAT
+    if cfg.policy.path.startswith(BUILTIN_PREFIX):
         return PROMPT_FORMAT
     return PromptFormat(step_delimiter=p.step_delimiter, use_chat=True, system_prompt=p.system_prompt)
 
 
-def _strategy(unit: dict, question: str, cfg: TTSConfig, fmt: PromptFormat):
-    s = cfg.search
-    search_cfg = SearchConfig(n=unit["n"], beam_width=s.beam_width, max_iterations=s.max_iterations,
-                              temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_step_tokens,
-                              max_solution_tokens=s.max_solution_tokens, aggregation=s.aggregation,
-                              lookahead=s.lookahead if unit.get("method") == "lookahead" else 0,
-                              filter_duplicates=s.filter_duplicates)
-    method = unit.get("method", "weighted_best_of_n")  # oracle and sampling units: whole solutions
+def strategy(unit: dict, question: str, cfg: TTSConfig, fmt: PromptFormat):
+    """The strategy generator of one unit; oracle and sampling units sample whole solutions."""
+    method = unit.get("method", "weighted_best_of_n")
     seed = unit["seed"] if unit["kind"] != "oracle" else unit["seed"] + 7919  # oracle draws its own samples
-    return STRATEGIES[method](question, search_cfg, fmt, seed, extract_answer, answers_equal)
+    return STRATEGIES[method](question, unit["n"], cfg.search, fmt, seed, extract_answer, answers_equal)
 
 
 def execute(cfg: TTSConfig, pending: list[dict], ctx):
@@ -106,10 +93,11 @@ def execute(cfg: TTSConfig, pending: list[dict], ctx):
     prm_pool = launch_prm_pool(cfg.prm, prm_dir, ctx.run_dir)
     # Cheap search units first, so partial results cover every method early.
     order = sorted(pending, key=lambda u: (u["n"], u["kind"] != "search"))
-    jobs = ((u, _strategy(u, items[u["problem"]].question, cfg, fmt)) for u in order)
-    max_active = max(ctx.max_in_flight, 8 * (cfg.policy.replicas + cfg.prm.replicas))
+    jobs = ((u, strategy(u, items[u["problem"]].question, cfg, fmt)) for u in order)
+    max_active = ctx.in_flight(8 * (cfg.policy.replicas + cfg.prm.replicas))
+    pools = {Generate: policy_pool, Score: prm_pool}
     try:
-        for unit, result, wall in drive_searches(jobs, policy_pool, prm_pool, max_active):
+        for unit, result, wall in drive(jobs, pools, max_active, affinity_key=lambda u: u["problem"]):
             yield unit, unit_result(unit, result, items[unit["problem"]], cfg, flops_per_token, wall)
     finally:
         policy_pool.shutdown()
@@ -144,7 +132,7 @@ def unit_result(unit: dict, result, item, cfg: TTSConfig, flops_per_token: dict,
 
 def summarize(cfg: TTSConfig, rows, ctx) -> Summary:
     agg = cfg.search.aggregation
-    budgets = sorted(cfg.search.budgets)
+    budgets = sorted(cfg.budgets)
     by_kind = defaultdict(dict)
     for r in rows:
         key = (r.unit["kind"], r.unit.get("method"), r.unit["n"])
@@ -164,9 +152,9 @@ def summarize(cfg: TTSConfig, rows, ctx) -> Summary:
         outcomes = {p: subsample_outcomes(sampling[p]["answers"],
                                           [aggregate(s, agg) if s else 0.0 for s in sampling[p]["step_scores"]],
                                           sampling[p]["correct"], budgets, answers_equal,
-                                          num_resamples=cfg.search.resamples, seed=cfg.seed)
+                                          num_resamples=cfg.resamples, seed=cfg.seed)
                     for p in problems}
-        methods = [m for m in cfg.search.methods if m in SAMPLING_METHODS] + ["pass@n"]
+        methods = [m for m in cfg.methods if m in SAMPLING_METHODS] + ["pass@n"]
         for m in methods:
             metric = VOTE_OF_METHOD.get(m, "pass")
             for n in budgets:
@@ -175,7 +163,7 @@ def summarize(cfg: TTSConfig, rows, ctx) -> Summary:
                 intervals[(m, n)] = mean_and_interval(draws)
                 scale = n / max(budgets)  # a subsample of n costs n/N_max of the full draw
                 cost[(m, n)] = _mean_cost([sampling[p] for p in problems], scale, with_prm=m not in ("majority", "pass@n"))
-    for m in [m for m in cfg.search.methods if m in TREE_METHODS]:
+    for m in [m for m in cfg.methods if m in TREE_METHODS]:
         for n in budgets:
             res = by_kind[("search", m, n)]
             per_problem[(m, n)] = np.array([float(res[p]["correct"]) for p in problems])
@@ -206,7 +194,7 @@ def summarize(cfg: TTSConfig, rows, ctx) -> Summary:
     samples = [{"problem": p, "level": oracle[p]["level"], "method": "sampling",
                 "solution": sampling[p]["sample_solution"] if sampling else oracle[p]["sample_solution"]}
                for p in problems[:10]]
-    for m in [m for m in cfg.search.methods if m in TREE_METHODS]:
+    for m in [m for m in cfg.methods if m in TREE_METHODS]:
         res = by_kind[("search", m, max(budgets))]
         samples += [{"problem": p, "level": res[p]["level"], "method": m, "answer": res[p]["answer"],
                      "correct": res[p]["correct"], "solution": res[p]["best_solution"]} for p in problems[:5]]
@@ -228,7 +216,7 @@ def summarize(cfg: TTSConfig, rows, ctx) -> Summary:
              f"PRM `{cfg.prm.path}` ({cfg.prm.family}); aggregation `{agg}`; beam width {cfg.search.beam_width}. "
              f"Oracle pass@1 over {cfg.oracle_samples} samples: {oracle_pass1.mean():.3f}. "
              "Sampling methods at N < N_max are means over "
-             f"{cfg.search.resamples} nested subsamples; intervals are 95% bootstrap intervals over problems. "
+             f"{cfg.resamples} nested subsamples; intervals are 95% bootstrap intervals over problems. "
              "Levels are oracle difficulty quintiles (1 = easiest); the compute-optimal curve picks, per level "
              "and budget, the best method by 2-fold cross-validation within the level.")
     return Summary(title=f"Test-time compute sweep: {cfg.preset}", scalars=scalars,

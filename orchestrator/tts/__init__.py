@@ -1,0 +1,1 @@
+"""The test-time-compute sweep (Snell et al. 2024): config, work units, statistics, plots."""
