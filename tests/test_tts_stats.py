@@ -76,7 +76,7 @@ def test_curve_interval_brackets_accuracy():
     points = compute_optimal(configs, levels, budgets=[2, 4, 8, 16], seed=3)
     assert [p.budget for p in points] == [2, 4, 8, 16]
     for p in points:
-        assert p.low <= p.accuracy <= p.high and p.high - p.low < 0.2
+        assert p.low <= p.accuracy <= p.high and p.high - p.low < 0.25  # selection noise included
         assert sum(lc.n_problems for lc in p.levels) == 200
     assert points[-1].accuracy > points[0].accuracy + 0.4  # the 0.8 config becomes affordable
 
