@@ -1,0 +1,51 @@
+"""Contracts of the result store: a kill at any byte leaves exactly the complete rows, a torn
+last line is never a row, and appending after it yields a clean file."""
+import json
+
+import pytest
+
+from orchestrator.results import ResultStore
+
+
+def written(tmp_path, count=3):
+    path = tmp_path / "results.jsonl"
+    store = ResultStore(path)
+    for i in range(count):
+        store.append(f"k{i}", {"problem": i}, {"correct": i % 2 == 0, "answer": str(i)})
+    store.close()
+    return path, path.read_bytes()
+
+
+def test_a_kill_at_any_byte_keeps_exactly_the_complete_rows(tmp_path):
+    path, data = written(tmp_path)
+    line_ends = [i + 1 for i, b in enumerate(data) if b == ord("\n")]
+    for cut in range(len(data) + 1):
+        path.write_bytes(data[:cut])
+        store = ResultStore(path)
+        complete = sum(end <= cut for end in line_ends)
+        assert list(store.rows) == [f"k{i}" for i in range(complete)], cut
+        store.append("new", {"problem": 99}, {"correct": True})
+        store.close()
+        lines = path.read_bytes().split(b"\n")
+        assert lines[-1] == b"" and [json.loads(line)["key"] for line in lines[:-1]] == \
+            [f"k{i}" for i in range(complete)] + ["new"], cut
+
+
+def test_a_whole_row_without_its_newline_is_torn_not_accepted(tmp_path):
+    path, data = written(tmp_path, 2)
+    path.write_bytes(data[:-1])  # the last row's JSON is complete; only the newline is missing
+    store = ResultStore(path)
+    assert list(store.rows) == ["k0"]
+    assert path.read_bytes() == data[:data.index(b"\n") + 1]  # the torn tail is cut off
+    store.close()
+
+
+def test_rows_round_trip_and_a_key_is_written_once(tmp_path):
+    path, _ = written(tmp_path, 2)
+    store = ResultStore(path)
+    assert store.rows["k1"].unit == {"problem": 1} and store.rows["k1"].result == {"correct": False, "answer": "1"}
+    assert [r.key for r in store.select(["k1", "absent", "k0"])] == ["k1", "k0"]
+    with pytest.raises(ValueError):
+        store.append("k0", {}, {})
+    store.close()
+    assert len(path.read_bytes().splitlines()) == 2
