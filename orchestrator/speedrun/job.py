@@ -12,10 +12,18 @@ Reasons a job ends:
   cannot_beat     train time passed beat_time_ms before the target: it can no longer beat that time
   timeout         wall time passed timeout_s
   stopped         the caller asked it to stop (stop_event)
-status is "ok" when the target was reached, else "failed".
+  log_flood       it printed more than the log's total cap (lines longer than the line cap are cut)
+Run in a sandbox (orchestrator.sandbox), also: the sandbox's limits (timeout, cpu_limit,
+memory_limit, file_size_limit, open_files_limit, process_limit, disk_limit) and denied, in place
+of crashed when they explain the end.
+
+A sandboxed job's printed train times are its own claim: `HarnessClock` checks them against the
+harness's clock, and a contradiction is listed in the result's "flags" and makes its status "flagged".
+status is "ok" when the target was reached unflagged, else "failed" (or "flagged").
 """
 from __future__ import annotations
 
+import collections
 import math
 import os
 import queue
@@ -28,7 +36,11 @@ from pathlib import Path
 
 import psutil
 
+from orchestrator.sandbox import LogFlood, Sandbox, SandboxConfig, bounded_lines, exit_signal
 from orchestrator.speedrun.logparse import LogParser
+
+FLOOD = object()  # the output passed the log's total cap
+TAIL_LINES = 50  # last output lines kept to tell how a sandboxed job ended
 
 
 @dataclass
@@ -96,34 +108,119 @@ def kill_tree(proc: subprocess.Popen, known: dict[int, psutil.Process], grace_s:
     proc.wait()
 
 
-def _pump(stream, lines: queue.Queue) -> None:
-    for line in iter(stream.readline, ""):
-        lines.put(line)
+def _pump(stream, lines: queue.Queue, line_bytes: int, total_bytes: int) -> None:
+    try:
+        for line in bounded_lines(stream.fileno(), line_bytes, total_bytes):
+            lines.put(line)
+    except LogFlood:
+        lines.put(FLOOD)
+        return
     lines.put(None)
+
+
+class HarnessClock:
+    """The train times a job prints (its claim) against the harness's own clock: seconds since the
+    job started, taken as each line arrives. Flags, for the first point at or below the target:
+
+      claims_more_time_than_elapsed  its train time exceeds the harness's time at its arrival
+      target_time_behind_train_time  its train time is below the last train line's before it
+      clock_slower_than_harness      over training intervals (a train line after a timed line: no
+                                     evaluation or clock reset inside), printed train time advanced
+                                     less than MIN_RATE times as fast as the harness's clock
+    """
+
+    SLACK_S = 1.0
+    MIN_RATE = 0.5
+    MIN_MEASURED_S = 2.0  # less training time measured than this is too short to judge a rate
+
+    def __init__(self):
+        self.points: list[tuple[float, float | None]] = []  # per validation point: (arrival, last train ms)
+        self.printed_ms = self.measured_s = 0.0
+        self._last: tuple[float, float] | None = None  # (train ms, arrival) of the last timed line
+        self._last_train_ms: float | None = None
+
+    def feed(self, point: dict | None, train_ms: float | None, now: float) -> None:
+        """One parsed line: its validation point, or else the train time it printed (None: none)."""
+        if point is not None:
+            self.points.append((now, self._last_train_ms))
+            if point["train_time_ms"] is not None:
+                self._last = (point["train_time_ms"], now)
+            return
+        if train_ms is None:
+            return
+        if self._last is not None and train_ms >= self._last[0]:
+            self.printed_ms += train_ms - self._last[0]
+            self.measured_s += now - self._last[1]
+        self._last, self._last_train_ms = (train_ms, now), train_ms
+
+    def flags(self, parser: LogParser) -> list[str]:
+        target = parser.first_at_or_below_target()
+        if target is None or target["train_time_ms"] is None:
+            return []
+        arrival, train_before = self.points[parser.steps.index(target)]
+        flags = []
+        if target["train_time_ms"] / 1000 > arrival + self.SLACK_S:
+            flags.append("claims_more_time_than_elapsed")
+        if train_before is not None and target["train_time_ms"] < train_before:
+            flags.append("target_time_behind_train_time")
+        if self.measured_s >= self.MIN_MEASURED_S and self.printed_ms / 1000 < self.MIN_RATE * self.measured_s:
+            flags.append("clock_slower_than_harness")
+        return flags
 
 
 def run_job(cmd: list[str], env: dict[str, str], log_path, rules: StopRules,
             stop_event: threading.Event | None = None, on_point=None, cwd=None,
-            grace_s: float = 5.0) -> dict:
+            grace_s: float = 5.0, sandbox: Sandbox | None = None, ro_paths=(), on_line=None) -> dict:
     """Run `cmd` in its own process group until it exits or a stop rule fires.
 
-    Every output line (stdout and stderr together) goes to log_path as it arrives and through the
-    live parser; on_point(point) is called for each validation point. Returns the result dict
-    (reason, status, returncode, time_to_target_ms, steps, final_val_loss, log_path, wall_s, ...).
+    Every output line (stdout and stderr together, cut to the log caps of the sandbox's config, or
+    of the default config without one) goes to log_path as it arrives and through the live
+    parser; on_point(point) is called for each validation point, on_line(line) for each line.
+
+    With a sandbox, `cmd` runs confined with exactly `env`, in `cwd` (its work folder: required,
+    read-write; keep log_path outside it), seeing `ro_paths` read-only. Without one it runs on the
+    host (the callers not yet moved to a sandbox).
+
+    Returns the result dict (reason, status, flags, returncode, signal, sandbox, time_to_target_ms,
+    steps, final_val_loss, log_path, wall_s, ...).
     """
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    caps = sandbox.config if sandbox is not None else SandboxConfig()
     parser = LogParser(rules.target)
+    clock = HarnessClock()
+    tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
     lines: queue.Queue = queue.Queue()
     known: dict[int, psutil.Process] = {}
     start = time.monotonic()
     started_at = time.time()
     reason = None
+    confined = None
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
-                                start_new_session=True)
-        pump = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+
+        def take(line: str) -> None:
+            log.write(line)
+            tail.append(line)
+            before = (parser.last_step, parser.last_train_time_ms)
+            point = parser.feed(line)
+            timed = (parser.last_step, parser.last_train_time_ms) != before
+            clock.feed(point, parser.last_train_time_ms if timed else None, time.monotonic() - start)
+            if point is not None and on_point is not None:
+                on_point(point)
+            if on_line is not None:
+                on_line(line)
+
+        pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if sandbox is None:
+            proc = subprocess.Popen(cmd, env=env, cwd=cwd, start_new_session=True, **pipes)
+        else:
+            if cwd is None:
+                raise ValueError("a sandboxed job needs cwd, its work folder")
+            log.write(f"[scalerun] sandbox mode {sandbox.mode}, work folder {cwd}\n")
+            confined = sandbox.start(cmd, env, cwd, ro_paths, **pipes)
+            proc = confined.proc
+        pump = threading.Thread(target=_pump, args=(proc.stdout, lines, caps.log_line_bytes, caps.log_total_bytes),
+                                daemon=True)
         pump.start()
         last_scan = 0.0
         exited_at = None
@@ -136,17 +233,19 @@ def run_job(cmd: list[str], env: dict[str, str], log_path, rules: StopRules,
                     line = ""
                 if line is None:
                     eof = True
+                elif line is FLOOD:
+                    reason = "log_flood"
+                    break
                 elif line:
-                    log.write(line)
+                    take(line)
                     log.flush()
-                    point = parser.feed(line)
-                    if point is not None and on_point is not None:
-                        on_point(point)
                 now = time.monotonic()
                 if now - last_scan > 1.0:  # remember the tree, to find orphans later
                     known.update({p.pid: p for p in descendants(proc.pid)})
                     last_scan = now
                 reason = stop_reason(rules, parser, now - start)
+                if reason is None and confined is not None:
+                    reason = confined.check()
                 if reason is None and stop_event is not None and stop_event.is_set():
                     reason = "stopped"
                 if reason is not None:
@@ -157,21 +256,33 @@ def run_job(cmd: list[str], env: dict[str, str], log_path, rules: StopRules,
                         break
         finally:
             kill_tree(proc, known, grace_s)
+            if confined is not None:
+                confined.close()
             pump.join(timeout=5.0)
+            proc.stdout.close()
             while not lines.empty():  # lines printed before the kill still belong in the log
                 line = lines.get()
-                if line:
-                    log.write(line)
-                    parser.feed(line)
+                if isinstance(line, str) and line:
+                    take(line)
     wall_s = time.monotonic() - start
     result = parser.result()
     reached = result["first_step_at_or_below_target"] is not None
     if reason is None:
-        reason = "target_reached" if reached else "missed_target" if proc.returncode == 0 else "crashed"
+        if reached:
+            reason = "target_reached"
+        elif proc.returncode == 0:
+            reason = "missed_target"
+        else:
+            reason = confined.exit_reason(proc.returncode, tail) if confined is not None else "crashed"
+    flags = clock.flags(parser) if sandbox is not None else []  # the callers not yet moved trust their jobs
+    status = "ok" if reached and reason not in ("nan", "diverged") else "failed"
     return {
         "reason": reason,
-        "status": "ok" if reached and reason not in ("nan", "diverged") else "failed",
+        "status": "flagged" if flags and status == "ok" else status,
+        "flags": flags,
+        "sandbox": sandbox.mode if sandbox is not None else None,
         "returncode": proc.returncode,
+        "signal": exit_signal(proc.returncode, sandbox is not None and sandbox.mode != "off"),
         "time_to_target_ms": result["time_to_target_ms"],
         "steps_to_target": result["first_step_at_or_below_target"],
         "steps": result["steps"],

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import yaml
 
+from orchestrator.sandbox import clean_env
+
 
 @dataclass
 class Launch:
@@ -121,14 +123,19 @@ def prepare_data(record: Record) -> dict[str, str]:
     return dict(getattr(importlib.import_module(module), func)())
 
 
-def launch_env(record: Record, extra: dict[str, str] | None = None, base: dict | None = None) -> dict[str, str]:
-    """The environment a record's processes run with: base (default os.environ), then the record's
-    env with ${VAR} expanded against it, then `extra` (seed, data folder) last.
+def launch_env(record: Record, extra: dict[str, str] | None = None, base: dict | None = None,
+               workdir=None) -> dict[str, str]:
+    """The environment a record's processes run with: base, then the record's env with ${VAR}
+    expanded against it, then `extra` (seed, data folder) last. The base defaults to os.environ,
+    or, for a sandboxed run (given its work folder), to nothing of the host's: `clean_env(workdir)`
+    (PATH, HOME = the work folder, LANG, TMPDIR), so no API key or credential reaches the job.
 
     One thread per process and passive OpenMP waiting unless the record or caller says otherwise:
     spinning OpenMP threads make a shared machine several times slower.
     """
-    env = dict(os.environ if base is None else base)
+    if base is None:
+        base = os.environ if workdir is None else clean_env(workdir)
+    env = dict(base)
     env.update({"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONUNBUFFERED": "1"})
     env.update(extra or {})
     for k, v in record.launch.env.items():
