@@ -14,6 +14,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+import ray
+from ray.util import placement_group, placement_group_table
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
+
 
 @dataclass(frozen=True)
 class ModelPlacement:
@@ -73,9 +77,6 @@ def backend_kwargs(placement: ModelPlacement, backend: str) -> dict:
 def replica_options(placement: ModelPlacement, replica: int, placement_group=None,
                     bundles: list[int] | None = None, env: dict[str, str] | None = None) -> dict:
     """Ray actor options for replica `replica` (pass the group and its bundles when TP > 1)."""
-    from ray.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
-                                                PlacementGroupSchedulingStrategy)
-
     env = dict(env or {})
     options = {"max_restarts": placement.max_restarts, "max_task_retries": 0}
     if placement.tensor_parallel > 1:
@@ -104,9 +105,6 @@ def launch_replicas(actor_cls, placement: ModelPlacement, *args, env: dict[str, 
     The placement group (None without tensor parallelism) lives as long as the replicas;
     remove it with `ray.util.remove_placement_group` after killing them.
     """
-    import ray
-    from ray.util import placement_group, placement_group_table
-
     remote_cls = ray.remote(actor_cls)
     if placement.tensor_parallel == 1:
         return [remote_cls.options(**replica_options(placement, i, env=env)).remote(*args, **kwargs)

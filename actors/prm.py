@@ -154,7 +154,8 @@ class PRMScorer:
             total = sum(j.new_len for j in batch)
             for j in batch:
                 results[j.index] = ScoreResult(
-                    step_scores=self.family.step_scores(self._step_values(j)), tokens_computed=j.new_len,
+                    step_scores=self.family.step_scores(self._step_values(j)), tokens=j.enc.step_ends[-1],
+                    tokens_computed=j.new_len,
                     compute_seconds=seconds * j.new_len / total if total else 0.0)
         return results
 

@@ -20,7 +20,11 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from safetensors import safe_open
 from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+from orchestrator.tinyworld.prm_model import Readout, on_track_scores, prm_inputs
 
 
 @dataclass
@@ -80,11 +84,9 @@ def _load_base_with_head(path: str, head: nn.Module, prefix: str, dtype: torch.d
     The Qwen and Skywork PRMs ship custom classes (trust_remote_code) that are a stock base
     model plus a small head; loading the two parts directly keeps remote code out.
     """
-    from safetensors import safe_open
-    from transformers import AutoModel
     local = path
     if not os.path.isdir(path):
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # only for a hub id: never on an offline cluster
         local = snapshot_download(path)
     state = {}
     for file in sorted(glob.glob(os.path.join(local, "*.safetensors"))):
@@ -106,7 +108,6 @@ class TokenPairFamily(PRMFamily):
 
     @classmethod
     def load(cls, path, dtype, device):
-        from transformers import AutoModelForCausalLM
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
         return model.model, model.lm_head
 
@@ -199,7 +200,6 @@ class QwenMathPRM(PRMFamily):
 
     @classmethod
     def load(cls, path, dtype, device):
-        from transformers import AutoConfig
         d = AutoConfig.from_pretrained(path).hidden_size
         head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 2))
         return _load_base_with_head(path, head, "score.", dtype, device)
@@ -232,7 +232,6 @@ class SkyworkO1PRM(PRMFamily):
 
     @classmethod
     def load(cls, path, dtype, device):
-        from transformers import AutoConfig
         head = nn.Linear(AutoConfig.from_pretrained(path).hidden_size, 1)
         return _load_base_with_head(path, head, "v_head.summary.", dtype, device)
 
@@ -251,7 +250,6 @@ class TinyWorld(PRMFamily):
     name = "tinyworld"
 
     def encode(self, question, steps):
-        from orchestrator.tinyworld.prm_model import prm_inputs
         ids, spans = prm_inputs(self.tokenizer, question, steps)
         ends = []
         for k, span in enumerate(spans):
@@ -266,14 +264,10 @@ class TinyWorld(PRMFamily):
         return readout.probability(logprobs)
 
     def step_scores(self, values):
-        from orchestrator.tinyworld.prm_model import on_track_scores
         return on_track_scores(values)
 
     @classmethod
     def load(cls, path, dtype, device):
-        from transformers import AutoModelForCausalLM
-
-        from orchestrator.tinyworld.prm_model import Readout
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
         return model.model, (model.lm_head, Readout.load(path))
 

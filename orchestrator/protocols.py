@@ -67,6 +67,7 @@ class ScoreRequest:
 @dataclass
 class ScoreResult:
     step_scores: list[float]
+    tokens: int = 0  # the request's tokens: what a scorer without a cache runs (its nominal cost)
     tokens_computed: int = 0  # tokens the model actually ran (cached prefixes not counted)
     compute_seconds: float = 0.0
 
@@ -135,7 +136,8 @@ class Usage:
     policy_prompt_tokens: int = 0
     policy_cached_prompt_tokens: int = 0
     policy_generated_tokens: int = 0
-    prm_tokens: int = 0
+    prm_tokens: int = 0  # nominal: every scored token, whatever a cache saved
+    prm_computed_tokens: int = 0  # what the PRM actually ran in this run (depends on its cache)
     policy_compute_seconds: float = 0.0
     prm_compute_seconds: float = 0.0
     policy_samples: int = 0
@@ -148,5 +150,6 @@ class Usage:
         self.policy_samples += len(result.samples)
 
     def add_score(self, result: ScoreResult) -> None:
-        self.prm_tokens += result.tokens_computed
+        self.prm_tokens += result.tokens
+        self.prm_computed_tokens += result.tokens_computed
         self.prm_compute_seconds += result.compute_seconds

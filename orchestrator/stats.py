@@ -36,3 +36,23 @@ def bootstrap_mean_interval(values, confidence: float = 0.95, n_boot: int = 2000
     v = np.asarray(values, dtype=float)
     low, high = percentile_interval(bootstrap_means(v, n_boot, seed), confidence)
     return float(v.mean()), low, high
+
+
+def two_stage_bootstrap_interval(outcomes, confidence: float = 0.95, n_boot: int = 2000,
+                                 seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high) of per-problem mean outcomes, `outcomes` shaped (problems, draws): each
+    replicate resamples the problems with replacement, then each drawn problem's draws (its
+    subsamples) with replacement. With one distinct draw per problem (a budget of N_max) it is
+    the plain bootstrap over problems."""
+    x = np.asarray(outcomes, dtype=float)
+    problems, draws = x.shape
+    rng = np.random.default_rng(seed)
+    replicates = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // (problems * draws))  # replicates per batch, to bound memory
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        rows = rng.integers(0, problems, size=(size, problems, 1))
+        cols = rng.integers(0, draws, size=(size, problems, draws))
+        replicates[start:start + size] = x[rows, cols].mean(axis=(1, 2))
+    low, high = percentile_interval(replicates, confidence)
+    return float(x.mean()), low, high

@@ -84,6 +84,7 @@ class RuleScorer:
     def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         self.calls.append(list(requests))
         return [ScoreResult([self.rule(r.question, r.steps[:i + 1]) for i in range(len(r.steps))],
+                            tokens=len(r.question) + sum(map(len, r.steps)),
                             tokens_computed=len(r.question) + sum(map(len, r.steps)))
                 for r in requests]
 

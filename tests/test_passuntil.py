@@ -39,9 +39,9 @@ def test_chain_criterion_refuses_a_lucky_answer():
     first_value = item.reference_steps[0].split(" = ")[1]
     lucky = right.replace(f"= {first_value}", f"= {int(first_value) + 1}", 1)  # wrong step, right answer
     assert lucky != right
-    assert _passes(answer_cfg, item)(right) and _passes(answer_cfg, item)(lucky)
-    assert _passes(chain_cfg, item)(right) and not _passes(chain_cfg, item)(lucky)
-    assert _passes(chain_cfg, item)(right.replace("\n\n", "\n\n  ") + "\n\n")  # whitespace aside
+    assert _passes(answer_cfg, item)(right, False) and _passes(answer_cfg, item)(lucky, False)
+    assert _passes(chain_cfg, item)(right, False) and not _passes(chain_cfg, item)(lucky, False)
+    assert _passes(chain_cfg, item)(right.replace("\n\n", "\n\n  ") + "\n\n", False)  # whitespace aside
 
 
 def test_summary_without_a_fit_keeps_the_measurements(tmp_path):

@@ -64,6 +64,9 @@ def test_pooled_replicas_score_search_paths_incrementally(pool, checkpoint):
             assert max(abs(a - b) for a, b in zip(g.step_scores, w.step_scores)) < 1e-4
             usage.add_score(g)
     finals = [naive.family.encode(p.question, p.reference_steps).ids for p in PROBLEMS]
-    assert usage.prm_tokens == sum(len(ids) for ids in finals)
+    assert usage.prm_computed_tokens == sum(len(ids) for ids in finals)  # each prefix ran once
+    assert usage.prm_tokens == sum(naive.family.encode(r.question, r.steps).step_ends[-1]  # nominal: no cache
+                                   for depth in range(1, 11)
+                                   for r in [ScoreRequest(p.question, p.reference_steps[:depth]) for p in PROBLEMS])
     assert usage.prm_compute_seconds > 0
     assert served == {0, 1}  # the two paths were spread over both replicas

@@ -87,5 +87,5 @@ def test_samples_per_iteration_within_budget_and_tokens_add_up(method, budget, p
     scored = [result for call in scorer.calls for result in replay_scorer.score(call)]
     assert sum(u.policy_generated_tokens for u in usage) == sum(g.generated_tokens for g in generated) > 0
     assert sum(u.policy_prompt_tokens for u in usage) == sum(g.prompt_tokens for g in generated) > 0
-    assert sum(u.prm_tokens for u in usage) == sum(r.tokens_computed for r in scored) > 0
+    assert sum(u.prm_tokens for u in usage) == sum(r.tokens for r in scored) > 0
     assert all(u.policy_generated_tokens > 0 and u.prm_tokens > 0 for u in usage)

@@ -5,7 +5,7 @@ import pytest
 
 import numpy as np
 
-from orchestrator.search.subsample import mean_and_interval, subsample_outcomes
+from orchestrator.search.subsample import subsample_outcomes
 
 # "a" is the frequent wrong answer, "b" the rarer right one with high PRM scores, None unparsed
 ANSWERS = ["a", "a", "a", "b", "b", None, "a", "c"]
@@ -51,11 +51,6 @@ def test_pass_matches_the_exact_subset_mean():
     estimated = accuracy(num_resamples=3000)
     for n in (2, 4):
         assert estimated[n]["pass"] == pytest.approx(1 - math.comb(6, n) / math.comb(8, n), abs=0.03)
-
-
-def test_interval_over_problems():
-    mean, low, high = mean_and_interval([[1, 0, 1, 1], [0, 0, 1, 0]])
-    assert mean == pytest.approx(0.5) and low == pytest.approx(0.0375) and high == pytest.approx(0.9625)
 
 
 def test_rejects_budgets_beyond_the_samples():

@@ -27,6 +27,7 @@ from orchestrator.passuntil.fit import NoTaskLine, fit_instance_law, fit_task_la
 from orchestrator.passuntil.sampling import pass_until
 from orchestrator.passuntil.series import SERIES, build_series, recipe
 from orchestrator.protocols import Generate
+from orchestrator.search import derive_seed
 from orchestrator.stats import bootstrap_mean_interval
 from orchestrator.tasks import arith
 from orchestrator.tinyworld import PROMPT_FORMAT
@@ -57,6 +58,9 @@ class PassUntilConfig(RunConfig):
     pass_criterion: str = "answer"
     temperature: float = 0.8
     max_tokens: int = 128
+    # Every (model, problem) draws from its own random stream. True: each problem's stream is
+    # shared by all models (common random numbers, for paired comparisons between models).
+    paired_models: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -92,6 +96,11 @@ def _models(cfg: PassUntilConfig) -> list[dict]:
     return sorted(found, key=lambda m: m["params"])
 
 
+def stream_seed(cfg: PassUntilConfig, unit: dict) -> int:
+    """The unit's random stream: from (seed, model, problem), or (seed, problem) when paired."""
+    return derive_seed(unit["seed"], unit["problem"], *(() if cfg.paired_models else (unit["model"],)))
+
+
 def _rule(cfg: PassUntilConfig) -> PassUntilRule:
     return PassUntilRule(r=cfg.r, cap=cfg.cap, first_round=cfg.first_round)
 
@@ -118,7 +127,7 @@ def execute(cfg: PassUntilConfig, pending: list[dict], ctx):
         ctx.log(f"[passuntil] {name}: N={model['params']:,} non-embedding parameters, {len(model_units)} instances")
         pool = launch_policy_pool(cfg.policy, model["path"], ctx.run_dir)
         jobs = ((u, pass_until(PROMPT_FORMAT.template.format(question=items[u["problem"]].question), rule,
-                               u["seed"], _passes(cfg, items[u["problem"]]), cfg.fixed_k, cfg.temperature,
+                               stream_seed(cfg, u), _passes(cfg, items[u["problem"]]), cfg.fixed_k, cfg.temperature,
                                max_tokens=cfg.max_tokens))
                 for u in model_units)
         try:
@@ -131,10 +140,12 @@ def execute(cfg: PassUntilConfig, pending: list[dict], ctx):
 
 
 def _passes(cfg: PassUntilConfig, item):
-    """Whether a sampled solution counts as a pass, per `pass_criterion`."""
+    """`passes(text, truncated)`: whether a sampled solution counts as a pass, per `pass_criterion`.
+    A truncated solution passes `answer` only with a boxed answer (its last number is usually an
+    intermediate one); `chain` compares every step, so a cut-off chain never matches."""
     if cfg.pass_criterion == "chain":
-        return lambda text: arith.solution_matches(item.reference_steps, text)
-    return lambda text: grade(text, item.answer)
+        return lambda text, truncated: arith.solution_matches(item.reference_steps, text)
+    return lambda text, truncated: grade(text, item.answer, truncated)
 
 
 def summarize(cfg: PassUntilConfig, rows, ctx) -> Summary:

@@ -22,7 +22,7 @@ COMPLETE = ("eos", "length")  # "stop" means the step ended at the delimiter: mo
 
 Strategy = Generator[Union[Generate, Score], Union[list[GenerateResult], list[ScoreResult]],
                      "SearchResult"]
-ExtractAnswer = Callable[[str], Union[str, None]]
+ExtractAnswer = Callable[[str, bool], Union[str, None]]  # (text, truncated at the token limit)
 AnswersEqual = Callable[[str, str], bool]
 
 

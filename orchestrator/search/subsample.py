@@ -11,8 +11,6 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-import numpy as np
-
 from orchestrator.search.aggregate import VOTES, group_answers, vote
 from orchestrator.search.base import AnswersEqual
 
@@ -38,12 +36,3 @@ def subsample_outcomes(answers: Sequence[str | None], scores: Sequence[float], c
                 outcomes[n][how].append(float(pick is not None and bool(correct[chosen[pick]])))
             outcomes[n]["pass"].append(float(any(correct[i] for i in chosen)))
     return outcomes
-
-
-def mean_and_interval(outcomes_per_problem: Sequence[Sequence[float]],
-                      level: float = 0.95) -> tuple[float, float, float]:
-    """Accuracy over problems and its interval over resamples (resample r of every problem makes
-    one benchmark-wide draw); the interval covers subsampling noise, not the choice of problems."""
-    per_resample = np.mean(np.asarray(outcomes_per_problem, dtype=float), axis=0)
-    low, high = np.quantile(per_resample, [(1 - level) / 2, (1 + level) / 2])
-    return float(per_resample.mean()), float(low), float(high)

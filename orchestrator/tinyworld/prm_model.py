@@ -18,10 +18,7 @@ labelled policy samples (`prm.fit_readout`) and saved in `prm_readout.json` next
     prm.score("Start at 37. Apply in order: a) + 25, b) - 12.", ["a) 37 + 25 = 62", "b) 62 - 12 = \\boxed{50}"])
     # -> [0.982, 0.979] on the default build; with "= 63" and "63 - 12 = \\boxed{51}": [0.0, 0.0]
 
-Measured on the default build: a token-classification head on the same model, fine-tuned on
-9,600 labelled policy samples, reached step AUROC 0.75 to 0.78 (with per-token labels or an
-extra layer too); this read-out reaches 0.98. `actors.prm_families.TinyWorld` scores the same way,
-incrementally.
+`actors.prm_families.TinyWorld` scores the same way, incrementally.
 """
 from __future__ import annotations
 

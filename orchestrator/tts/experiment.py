@@ -24,15 +24,16 @@ from orchestrator.experiments import Experiment, Summary
 from orchestrator.grading import answers_equal, extract_answer
 from orchestrator.models import BUILTIN_PREFIX, placement_keys
 from orchestrator.protocols import Generate, PromptFormat, Score
-from orchestrator.search import SAMPLING_METHODS, STRATEGIES, TREE_METHODS
+from orchestrator.search import SAMPLING_METHODS, STRATEGIES, TREE_METHODS, derive_seed
 from orchestrator.search.aggregate import aggregate
-from orchestrator.search.subsample import mean_and_interval, subsample_outcomes
-from orchestrator.stats import bootstrap_mean_interval
+from orchestrator.search.subsample import subsample_outcomes
+from orchestrator.stats import bootstrap_mean_interval, two_stage_bootstrap_interval
 from orchestrator.tinyworld import PROMPT_FORMAT
 from orchestrator.tts import plots
 from orchestrator.tts.config import TTSConfig
 from orchestrator.tts.stats import Config as SweepPoint
-from orchestrator.tts.stats import compute_optimal, difficulty_levels, oracle_difficulty, predicted_difficulty
+from orchestrator.tts.stats import (compute_optimal, difficulty_levels, efficiency_multiplier, oracle_difficulty,
+                                    predicted_difficulty)
 
 VOTE_OF_METHOD = {"majority": "majority", "best_of_n": "naive", "weighted_best_of_n": "weighted"}
 # Config fields that never change a unit's result. Everything else is in every unit key.
@@ -74,11 +75,17 @@ def prompt_format(cfg: TTSConfig) -> PromptFormat:
     return PromptFormat(step_delimiter=p.step_delimiter, use_chat=True, system_prompt=p.system_prompt)
 
 
+def stream_seed(unit: dict) -> int:
+    """The unit's own random stream, from (seed, problem, kind, method, N): no two units share
+    draws, so problems are independent, as every interval that resamples them assumes."""
+    return derive_seed(unit["seed"], unit["problem"], unit["kind"], unit.get("method"), unit["n"])
+
+
 def strategy(unit: dict, question: str, cfg: TTSConfig, fmt: PromptFormat):
     """The strategy generator of one unit; oracle and sampling units sample whole solutions."""
     method = unit.get("method", "weighted_best_of_n")
-    seed = unit["seed"] if unit["kind"] != "oracle" else unit["seed"] + 7919  # oracle draws its own samples
-    return STRATEGIES[method](question, unit["n"], cfg.search, fmt, seed, extract_answer, answers_equal)
+    return STRATEGIES[method](question, unit["n"], cfg.search, fmt, stream_seed(unit), extract_answer,
+                              answers_equal)
 
 
 def execute(cfg: TTSConfig, pending: list[dict], ctx):
@@ -107,12 +114,16 @@ def execute(cfg: TTSConfig, pending: list[dict], ctx):
 def unit_result(unit: dict, result, item, cfg: TTSConfig, flops_per_token: dict, wall: float) -> dict:
     u = result.usage
     computed_prompt = u.policy_prompt_tokens - u.policy_cached_prompt_tokens
+    # Nominal cost: what the method spends with no cache, the same whatever ran before or on
+    # resume; budgets are compared by it. Computed: what this run's models actually ran.
     row = {"policy_prompt_tokens": u.policy_prompt_tokens,
-           "policy_cached_prompt_tokens": u.policy_cached_prompt_tokens,
            "policy_generated_tokens": u.policy_generated_tokens, "prm_tokens": u.prm_tokens,
            "policy_samples": u.policy_samples,
-           "policy_flops": flops_per_token["policy"] * (computed_prompt + u.policy_generated_tokens),
+           "policy_flops": flops_per_token["policy"] * (u.policy_prompt_tokens + u.policy_generated_tokens),
            "prm_flops": flops_per_token["prm"] * u.prm_tokens,
+           "computed_policy_prompt_tokens": computed_prompt, "computed_prm_tokens": u.prm_computed_tokens,
+           "computed_flops": flops_per_token["policy"] * (computed_prompt + u.policy_generated_tokens)
+           + flops_per_token["prm"] * u.prm_computed_tokens,
            "compute_seconds": u.policy_compute_seconds + u.prm_compute_seconds, "wall_seconds": wall,
            "iterations": result.iterations, "level": item.level}
     if unit["kind"] == "search":
@@ -152,7 +163,7 @@ def summarize(cfg: TTSConfig, rows, ctx) -> Summary:
         outcomes = {p: subsample_outcomes(sampling[p]["answers"],
                                           [aggregate(s, agg) if s else 0.0 for s in sampling[p]["step_scores"]],
                                           sampling[p]["correct"], budgets, answers_equal,
-                                          num_resamples=cfg.resamples, seed=cfg.seed)
+                                          num_resamples=cfg.resamples, seed=derive_seed(cfg.seed, p, "subsample"))
                     for p in problems}
         methods = [m for m in cfg.methods if m in SAMPLING_METHODS] + ["pass@n"]
         for m in methods:
@@ -160,7 +171,7 @@ def summarize(cfg: TTSConfig, rows, ctx) -> Summary:
             for n in budgets:
                 draws = [outcomes[p][n][metric] for p in problems]  # problems x resamples
                 per_problem[(m, n)] = np.mean(draws, axis=1)
-                intervals[(m, n)] = mean_and_interval(draws)
+                intervals[(m, n)] = two_stage_bootstrap_interval(draws, seed=cfg.seed)
                 scale = n / max(budgets)  # a subsample of n costs n/N_max of the full draw
                 cost[(m, n)] = _mean_cost([sampling[p] for p in problems], scale, with_prm=m not in ("majority", "pass@n"))
     for m in [m for m in cfg.methods if m in TREE_METHODS]:
@@ -182,15 +193,26 @@ def summarize(cfg: TTSConfig, rows, ctx) -> Summary:
                                    "problems": int(mask.sum())})
     accuracy_rows.sort(key=lambda r: (r["method"], r["n"]))
     searchable = [(m, n) for (m, n) in per_problem if m != "pass@n"]
-    curve_rows = []
+    curve_rows, multiplier_rows, below_best = [], [], []
     for bins, levels in (("oracle", oracle_level), ("predicted", predicted_level)):
         # Lookahead-k spends N x (k+1) generations: that is its budget on this curve.
         points = [SweepPoint(f"{m}@{n}", n * (cfg.search.lookahead + 1) if m == "lookahead" else n,
                              per_problem[(m, n)]) for (m, n) in searchable]
-        for point in compute_optimal(points, levels, budgets, seed=cfg.seed):
+        curve = compute_optimal(points, levels, budgets, seed=cfg.seed)
+        for point in curve:
             curve_rows.append({"bins": bins, "n": int(point.budget), "accuracy": point.accuracy,
                                "ci_low": point.low, "ci_high": point.high,
                                "choices": "; ".join(f"L{c.level}:{c.best}" for c in point.levels)})
+            single = max((p for p in points if p.cost <= point.budget), key=lambda p: p.correct.mean())
+            if point.accuracy < single.correct.mean():
+                below_best.append(f"{bins} bins at N={point.budget:g}: {point.accuracy:.3f} against "
+                                  f"{single.name} {single.correct.mean():.3f}")
+        weighted = [p for p in points if p.name.startswith("weighted_best_of_n@")]
+        for at in (4, 16):
+            if weighted and any(np.isclose(p.budget, at) for p in curve):
+                m = efficiency_multiplier(weighted, curve, at, levels, seed=cfg.seed)
+                multiplier_rows.append({"bins": bins, "n": at, "multiplier": m.value, "ci_low": m.low,
+                                        "ci_high": m.high, "weighted_bon_matches_at_n": m.matched_budget})
     samples = [{"problem": p, "level": oracle[p]["level"], "method": "sampling",
                 "solution": sampling[p]["sample_solution"] if sampling else oracle[p]["sample_solution"]}
                for p in problems[:10]]
@@ -216,20 +238,32 @@ def summarize(cfg: TTSConfig, rows, ctx) -> Summary:
              f"PRM `{cfg.prm.path}` ({cfg.prm.family}); aggregation `{agg}`; beam width {cfg.search.beam_width}. "
              f"Oracle pass@1 over {cfg.oracle_samples} samples: {oracle_pass1.mean():.3f}. "
              "Sampling methods at N < N_max are means over "
-             f"{cfg.resamples} nested subsamples; intervals are 95% bootstrap intervals over problems. "
-             "Levels are oracle difficulty quintiles (1 = easiest); the compute-optimal curve picks, per level "
-             "and budget, the best method by 2-fold cross-validation within the level.")
+             f"{cfg.resamples} nested subsamples of one N_max draw. Every interval is a 95% bootstrap "
+             "interval over problems (two-stage for the sampling methods: problems, then subsamples within "
+             "each); every unit draws from its own random stream. Tokens and FLOPs are nominal: what a "
+             "method spends with no cache, the same for a resumed run (each unit's row in results.jsonl "
+             "also holds what this run computed). "
+             "Levels are oracle difficulty quintiles (1 = easiest, ties to the easier level); the "
+             "compute-optimal curve picks, per level and budget, the best method by 2-fold cross-validation "
+             "within the level, and its interval redoes that choice in every bootstrap replicate. The "
+             "efficiency multiplier is the budget at which weighted best-of-N matches the compute-optimal "
+             "accuracy at N, over N (interpolated in log N; inf: not matched within the sweep)."
+             + (f" The compute-optimal curve lies below the best single method ({'; '.join(below_best)}): "
+                f"each level's choice is made on one fold of about {len(problems) // 10} problems, so with "
+                "this few problems the selection is mostly noise; sweep more problems (preset tts-large)."
+                if below_best else ""))
     return Summary(title=f"Test-time compute sweep: {cfg.preset}", scalars=scalars,
                    tables={"accuracy": accuracy_rows, "accuracy_by_level": level_rows,
-                           "compute_optimal": curve_rows, "samples": samples},
+                           "compute_optimal": curve_rows, "efficiency_multiplier": multiplier_rows,
+                           "samples": samples},
                    figures=figures, notes=notes)
 
 
 def _mean_cost(results: list[dict], scale: float, with_prm: bool) -> dict:
+    """Mean nominal cost per problem (what runs and resumes agree on), and compute seconds."""
     def mean(key):
         return float(np.mean([r[key] for r in results])) * scale
-    return {"policy_tokens": mean("policy_prompt_tokens") - mean("policy_cached_prompt_tokens")
-            + mean("policy_generated_tokens"),
+    return {"policy_tokens": mean("policy_prompt_tokens") + mean("policy_generated_tokens"),
             "policy_generated_tokens": mean("policy_generated_tokens"),
             "prm_tokens": mean("prm_tokens") if with_prm else 0.0,
             "flops": mean("policy_flops") + (mean("prm_flops") if with_prm else 0.0),
