@@ -1,9 +1,9 @@
 """The request/response types and the two protocols every algorithm is written against.
 
 Search strategies and PassUntil sampling yield `Generate` and `Score` batches that a `Policy`
-and a `Scorer` answer (agent scaffolds, coming, add their own request kinds); the Ray actors
-in `actors/` implement them, and the tests implement them with deterministic fakes. Nothing
-here knows about Ray.
+and a `Scorer` answer; research agents yield `Propose` batches that a `Coder` answers. The Ray
+actors in `actors/` implement them, and the tests implement them with deterministic fakes.
+Nothing here knows about Ray.
 """
 from __future__ import annotations
 
@@ -86,6 +86,46 @@ class Score:
 
     requests: list[ScoreRequest]
     method: ClassVar[str] = "score"
+
+
+@dataclass(frozen=True)
+class ProposeRequest:
+    """What a coder is asked: change `script` towards `task` (a research agent's edit step).
+
+    `history` holds what the branch learned so far (earlier hypotheses, results, errors such as
+    the tail of a crash's stderr); `seed` makes a sampling coder reproducible.
+    """
+
+    task: str
+    script: str
+    hint: str = ""
+    history: tuple[str, ...] = ()
+    seed: int = 0
+
+
+@dataclass
+class Proposal:
+    """A coder's answer: an edit (SEARCH/REPLACE blocks, or a whole file) and why it should help.
+    `error` says why no usable answer came (a timeout, garbage); the edit is then empty."""
+
+    edit: str
+    hypothesis: str = ""
+    error: str | None = None
+    compute_seconds: float = 0.0
+
+
+@dataclass
+class Propose:
+    """A search's batch of coder requests; answered by a Coder's `propose`."""
+
+    requests: list[ProposeRequest]
+    method: ClassVar[str] = "propose"
+
+
+class Coder(Protocol):
+    def propose(self, requests: Sequence[ProposeRequest]) -> list[Proposal]:
+        """One proposal per request, in request order."""
+        ...
 
 
 class Policy(Protocol):
