@@ -22,6 +22,9 @@ import uuid
 from typing import Sequence
 
 import numpy as np
+import ray
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, DynamicCache, LlamaForCausalLM
 
 from orchestrator.protocols import GenerateRequest, GenerateResult, Sample
 
@@ -68,9 +71,6 @@ class TransformersBackend:
 
     def __init__(self, model_path: str, device: str = "cpu", dtype: str = "float32",
                  max_batch_size: int = 64, num_threads: int | None = None):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         if num_threads:
             torch.set_num_threads(num_threads)
         self.device = torch.device(device)
@@ -128,9 +128,6 @@ class TransformersBackend:
 
     def _sample_rows(self, prompts: list[list[int]], requests: list[GenerateRequest],
                      seeds: list[int]) -> list[Sample]:
-        import torch
-        from transformers import DynamicCache
-
         B, L = len(prompts), max(len(p) for p in prompts)
         dev = self.device
         input_ids = torch.full((B, L), self.pad_id, dtype=torch.long)
@@ -219,8 +216,6 @@ def sample_tokens(logits, temperature, top_p, u):
     Probabilities are sorted in descending order, cut to the top-p nucleus (the top token is
     always kept), and the token is the first whose cumulative mass exceeds u x the kept mass.
     """
-    import torch
-
     greedy = temperature <= 0
     probs = torch.softmax(logits / temperature.clamp(min=1e-6).unsqueeze(1), dim=-1)
     sorted_probs, order = probs.sort(dim=-1, descending=True)
@@ -244,7 +239,6 @@ class VLLMBackend:
                  gpu_memory_utilization: float = 0.9, enforce_eager: bool = False,
                  max_model_len: int | None = None, dtype: str = "auto", seed: int = 0,
                  distributed_executor_backend: str | None = None):
-        from transformers import AutoTokenizer
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -353,7 +347,6 @@ def cpu_model_path(model_path: str) -> str:
     (32 and up in 0.32); a Llama with smaller heads runs as a temporary copy with wider ones
     (`widen_heads`: the same function), any other model is refused here, by name, since an
     engine for it would start and then die at its first forward."""
-    from transformers import AutoConfig, LlamaForCausalLM
     from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
 
     config = AutoConfig.from_pretrained(model_path)
@@ -382,9 +375,6 @@ def widen_heads(model, head_dim: int):
     one), the new dimensions are zero, and the queries are scaled by sqrt(head_dim / d) to keep
     attention's 1 / sqrt(head size) temperature. Logits agree to float rounding.
     """
-    import torch
-    from transformers import LlamaForCausalLM
-
     old = model.config.head_dim
     if head_dim % old:
         raise ValueError(f"head_dim {head_dim} is not a multiple of the model's {old}")
@@ -451,6 +441,4 @@ class PolicyActor:
 
     def location(self) -> dict:
         """Where this replica runs (process and Ray node), for logs and failure drills."""
-        import ray
-
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}

@@ -5,8 +5,7 @@ Hu et al. (2023), "Predicting Emergent Abilities with Infinite Resolution Evalua
 pass rates far below 1/K of a fixed-K evaluation still get a finite, nonzero estimate; a task's
 PassUntil (PU) is the mean of its instances' pass rates. The number of draws K to the r-th pass
 is negative binomial, and its direct reading r/K (the maximum-likelihood estimate) is biased; the
-estimator below is not. (Only the paper's Eq. (3), the task scaling law in fit.py, could be
-checked against its text here, so no equation numbers are cited for the sampling.)
+estimator below is not.
 
 Sampling plan. Draw until r passes or `cap` draws, whichever comes first (the cap bounds the cost
 of instances the model essentially never solves). Draws come in rounds so a driver can batch many

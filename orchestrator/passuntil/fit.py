@@ -12,10 +12,8 @@ Two fits, both on every model but the held-out one (by default the largest), bot
   has no log(-log PU) and is left out of the line (listed in `excluded`).
 - Instance level (`fit_instance_law`), the paper's instance-level PassUntil fit: every instance s
   follows its own law PU_s(N) = exp(-c_s N^(-alpha_s)), and the task's prediction is the mean of
-  the instances' predictions. The paper's own equation number for this form could not be read in
-  the text our search tool reached (only Eq. (3) was), so none is cited for it. Instances that
-  never passed on some models have no log(-log p_hat), so each instance's line is fitted by
-  maximum likelihood on its raw counts instead of least squares: whatever the stopping rule, the
+  the instances' predictions. Instances that never passed on some models have no
+  log(-log p_hat), so each instance's line is fitted by maximum likelihood on its raw counts instead of least squares: whatever the stopping rule, the
   likelihood of a sampled sequence with k passes in n draws is p^k (1-p)^(n-k), so a censored
   "0 of cap" still says how small p must be. A weak quadratic pull (`prior_weight`) towards the
   task-level line keeps the instances whose counts cannot pin a line down (never or always
