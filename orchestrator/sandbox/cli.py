@@ -28,7 +28,8 @@ from orchestrator.config import ConfigError
 from orchestrator.sandbox import Sandbox, SandboxConfig, clean_env, pids_cgroup_parent, probe, resolve_mode
 from orchestrator.speedrun.job import StopRules, run_job
 
-USAGE = "scalerun sandbox probe | scalerun sandbox exec [sandbox.KEY=VALUE ...] [target=LOSS] [env.NAME=VALUE ...] -- CMD ARGS..."
+USAGE = ("scalerun sandbox probe | "
+         "scalerun sandbox exec [sandbox.KEY=VALUE ...] [target=LOSS] [env.NAME=VALUE ...] -- CMD ARGS...")
 
 
 def cli(argv: list[str]) -> int:
