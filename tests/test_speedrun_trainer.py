@@ -243,7 +243,7 @@ def test_replay_interleaves_retries_and_summarizes(tmp_path, ray_session):
     from orchestrator.speedrun.records import load_records
     from orchestrator.speedrun.stats import interleaved_order
     records = load_records(folder)
-    runs = [(name, rep, rep) for name, rep in interleaved_order([r.name for r in records], 2)]
+    runs = [(name, rep, rep, "timed") for name, rep in interleaved_order([r.name for r in records], 2)]
     progress = []
     results = [result for _, result in replay(runs, {r.name: r for r in records}, tmp_path / "logs", retries=1,
                                               timeout_s=60, on_progress=lambda key, pts: progress.append(key),

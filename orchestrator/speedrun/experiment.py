@@ -13,11 +13,12 @@ from pathlib import Path
 
 from orchestrator.config import REPO_ROOT, ConfigError, RunConfig, check_path_exists
 from orchestrator.experiments import Experiment, Summary
+from orchestrator.sandbox import Sandbox, SandboxConfig
 from orchestrator.speedrun import plots
-from orchestrator.speedrun.fsr import fsr
+from orchestrator.speedrun.fsr import fsr_over_runs
 from orchestrator.speedrun.records import Record, load_records, sha256_file
 from orchestrator.speedrun.replay import replay, summarize_replay
-from orchestrator.speedrun.stats import interleaved_order, summarize
+from orchestrator.speedrun.stats import interleaved_order
 
 
 @dataclass
@@ -31,14 +32,19 @@ class SpeedrunConfig(RunConfig):
     experiment: str = "speedrun"
     records: str = "records/shakespeare"  # a folder of record YAMLs (relative to the project)
     names: list[str] = field(default_factory=list)  # a subset of the ladder; empty = all
-    repeats: int = 2
+    repeats: int = 5  # timed runs per record: enough for a log-scale interval a user can act on
+    acceptance_repeats: int = 3  # full-length runs per record, for the acceptance test on final losses
     timeout_s: float = 900
     retries: int = 1  # a failed run is re-run whole (a dead rank breaks its process group)
     max_concurrent: int = 1  # runs at once; 1 for honest timing on one machine
     candidate: CandidateConfig = field(default_factory=CandidateConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # every run, records and candidates alike
 
     def validate(self) -> None:
         super().validate()
+        self.sandbox.mode = Sandbox(self.sandbox).mode  # auto resolved here: no working sandbox is exit 2
+        if self.acceptance_repeats < 0:
+            raise ConfigError("acceptance_repeats", self.acceptance_repeats, "must be >= 0")
         check_path_exists("records", str(records_folder(self)))
         if self.repeats < 1:
             raise ConfigError("repeats", self.repeats, "must be a positive int")
@@ -77,16 +83,23 @@ def ladder(cfg: SpeedrunConfig) -> dict[str, Record]:
 
 
 def units(cfg: SpeedrunConfig) -> list[dict]:
+    """Timed runs first, then full-length ones, each in interleaved rounds; a unit's key holds its
+    script's hash (an edited record runs again) and its mode."""
     records = ladder(cfg)
-    return [{"record": name, "repeat": rep, "seed": cfg.seed + rep, "script_sha256": sha256_file(records[name].script),
-             "target": records[name].target_val_loss, "nproc_per_node": records[name].launch.nproc_per_node,
-             "nnodes": records[name].launch.nnodes}
-            for name, rep in interleaved_order(list(records), cfg.repeats)]
+    order = [(name, rep, "timed") for name, rep in interleaved_order(list(records), cfg.repeats)]
+    order += [(name, rep, "full") for name, rep in interleaved_order(list(records), cfg.acceptance_repeats)]
+    return [{"record": name, "repeat": rep, "mode": mode, "seed": cfg.seed + rep + (1000 if mode == "full" else 0),
+             "script_sha256": sha256_file(records[name].script), "target": records[name].target_val_loss,
+             "nproc_per_node": records[name].launch.nproc_per_node, "nnodes": records[name].launch.nnodes,
+             "timeout_s": cfg.timeout_s, "retries": cfg.retries, "sandbox": dataclasses.asdict(cfg.sandbox)}
+            for name, rep, mode in order]
 
 
 def execute(cfg: SpeedrunConfig, pending: list[dict], ctx):
     records = ladder(cfg)
-    by_key = {(u["record"], u["repeat"], u["seed"]): u for u in pending}
+    by_key = {(u["record"], u["repeat"], u["seed"], u["mode"]): u for u in pending}
+    if cfg.sandbox.mode == "off":
+        ctx.log("[speedrun] WARNING: sandbox.mode=off: scripts run unconfined on this machine")
 
     def live(key, points):  # validation curves stream to W&B while a run trains
         run = f"{key[0]}.r{key[1]}"
@@ -94,8 +107,9 @@ def execute(cfg: SpeedrunConfig, pending: list[dict], ctx):
             ctx.tracker.log({f"curve/{run}/val_loss": p["val_loss"], f"curve/{run}/train_time_s": p["train_time_ms"] / 1000})
 
     for key, result in replay(list(by_key), records, ctx.run_dir / "logs", timeout_s=cfg.timeout_s,
-                              retries=cfg.retries, max_concurrent=cfg.max_concurrent, on_progress=live):
-        ctx.log(f"[speedrun] {key[0]} repeat {key[1]}: {result['reason']}, time to target "
+                              retries=cfg.retries, max_concurrent=cfg.max_concurrent, on_progress=live,
+                              sandbox=cfg.sandbox):
+        ctx.log(f"[speedrun] {key[0]} {key[3]} repeat {key[1]}: {result['reason']}, time to target "
                 f"{_seconds(result['time_to_target_ms'])} s, steps {result['steps_to_target']}")
         yield by_key[key], {k: v for k, v in result.items() if k != "nodes"}
 
@@ -104,18 +118,26 @@ def _seconds(ms):
     return None if ms is None else round(ms / 1000, 2)
 
 
-def summarize_fsr(cfg: SpeedrunConfig, records: dict[str, Record], times: dict[str, list[float]]) -> list[dict]:
-    """FSR of the candidate against its base record i and record i+1, mean times of this replay."""
+def summarize_fsr(cfg: SpeedrunConfig, records: dict[str, Record], results: list[dict]) -> list[dict]:
+    """FSR of the candidate against its base record i and record i+1, all measured in this replay:
+    every candidate run counts, a miss as FSR 0, with a bootstrap interval over the runs."""
     if not cfg.candidate.script:
         return []
     names = [n for n in records if not n.startswith("candidate/")]
     base = cfg.candidate.base
     nxt = names[names.index(base) + 1]
     cand = next(n for n in records if n.startswith("candidate/"))
-    mean = {n: summarize(times[n])["mean"] if times.get(n) else None for n in (base, nxt, cand)}
+
+    def times(name, keep_misses=False):
+        runs = [r for r in results if r["record"] == name]
+        return [r["time_to_target_ms"] / 1000 if r["status"] == "ok" else None for r in runs
+                if keep_misses or r["status"] == "ok"]
+
+    score = fsr_over_runs(times(base), times(nxt), times(cand, keep_misses=True), seed=cfg.seed)
+    mean = {n: (sum(t) / len(t) if (t := times(n)) else None) for n in (base, nxt, cand)}
     return [{"candidate": cand, "record_i": base, "record_i+1": nxt, "t_i_s": mean[base], "t_i+1_s": mean[nxt],
-             "t_candidate_s": mean[cand],
-             "fsr": fsr(mean[base], mean[nxt], mean[cand]) if mean[base] and mean[nxt] else 0.0}]
+             "t_candidate_s": mean[cand], "fsr": score["fsr"], "fsr_ci_low": score["ci_low"],
+             "fsr_ci_high": score["ci_high"], "candidate_runs": score["runs"], "candidate_misses": score["misses"]}]
 
 
 def summarize_run(cfg: SpeedrunConfig, rows, ctx) -> Summary:
@@ -126,30 +148,38 @@ def summarize_run(cfg: SpeedrunConfig, rows, ctx) -> Summary:
     for row in summary["records"]:
         t, s, acc = row["time_to_target_s"], row["steps_to_target"], row["acceptance"] or {}
         time_rows.append({"record": row["record"], "ok": row["ok"], "runs": row["runs"],
-                          "time_to_target_s": t["mean"], "std_s": t["std"], "ci_low_s": t["ci_low"],
-                          "ci_high_s": t["ci_high"], "steps_to_target": s["mean"], "steps_std": s["std"],
-                          "acceptance_p": acc.get("p_value"), "accepted": acc.get("accepted")})
+                          "time_to_target_s": t["mean"], "std_s": t["std"], "geomean_s": t["geomean"],
+                          "ci_low_s": t["ci_low"], "ci_high_s": t["ci_high"], "steps_to_target": s["mean"],
+                          "steps_std": s["std"], "acceptance_runs": acc.get("n"),
+                          "acceptance_mean_loss": acc.get("mean"), "acceptance_p": acc.get("p_value"),
+                          "accepted": acc.get("accepted")})
     speedups = [{"from": sp["from"], "to": sp["to"], "speedup": sp["ratio"], "ci_low": sp["ci_low"],
                  "ci_high": sp["ci_high"]} for sp in summary["speedups"]]
-    times = {row["record"]: [r["time_to_target_ms"] / 1000 for r in results
-                             if r["record"] == row["record"] and r["status"] == "ok"] for row in summary["records"]}
-    fsr_rows = summarize_fsr(cfg, records, times)
-    run_rows = [{"record": r["record"], "repeat": r["repeat"], "seed": r["seed"], "attempt": r["attempt"],
-                 "status": r["status"], "reason": r["reason"], "time_to_target_s": _seconds(r["time_to_target_ms"]),
-                 "steps_to_target": r["steps_to_target"], "final_val_loss": r["final_val_loss"],
-                 "wall_s": round(r["wall_s"], 1), "log": str(Path(r["log_path"]).relative_to(ctx.run_dir))
+    fsr_rows = summarize_fsr(cfg, records, results)
+    run_rows = [{"record": r["record"], "mode": r.get("mode"), "repeat": r["repeat"], "seed": r["seed"],
+                 "attempt": r["attempt"], "status": r["status"], "reason": r["reason"],
+                 "flags": ", ".join(r.get("flags") or []), "sandbox": r.get("sandbox") or "off",
+                 "time_to_target_s": _seconds(r["time_to_target_ms"]), "steps_to_target": r["steps_to_target"],
+                 "final_val_loss": r["final_val_loss"], "wall_s": round(r["wall_s"], 1),
+                 "log": str(Path(r["log_path"]).relative_to(ctx.run_dir))
                  if Path(r["log_path"]).is_relative_to(ctx.run_dir) else r["log_path"]} for r in results]
     figures = {"val_loss_vs_time": plots.curves(ctx.run_dir / "val_loss_vs_time.png", results),
                "speedups": plots.speedups(ctx.run_dir / "speedups.png", speedups)}
     scalars = {f"time_to_target_s/{row['record']}": row["time_to_target_s"] for row in time_rows}
     scalars.update({f"speedup/{sp['to']}": sp["speedup"] for sp in speedups})
+    scalars["sandbox"] = cfg.sandbox.mode
     if fsr_rows:
-        scalars["fsr"] = fsr_rows[0]["fsr"]
-    notes = (f"{cfg.repeats} repeats per record in interleaved order (cancels drift); times are train time to the "
-             "first validation at or below the target (the clock stops during evaluation). Intervals are 95% "
-             "Student-t; speedup intervals use the delta method on the log ratio. The acceptance test is "
-             "one-sided: mean final validation loss below the target (p < 0.01). FSR = (t_i - t')/(t_i - t_i+1), "
-             "0 when the candidate misses the target or the record gap is not positive.")
+        scalars.update(fsr=fsr_rows[0]["fsr"], fsr_ci_low=fsr_rows[0]["fsr_ci_low"],
+                       fsr_ci_high=fsr_rows[0]["fsr_ci_high"])
+    notes = (f"{cfg.repeats} timed and {cfg.acceptance_repeats} full-length runs per record, each kind in interleaved "
+             "rounds (cancels drift), every run in the sandbox (mode "
+             f"`{cfg.sandbox.mode}`) after the record's integrity check. Times are the script's train time (wall "
+             "clock, stopped during evaluation) to the first validation at or below the target, from runs of "
+             "either kind; their intervals are 95% Student-t on log times (around the geometric mean). Speedup "
+             "intervals use the delta method on the log ratio. The acceptance test is modded-nanogpt's, on the "
+             "final validation losses of the full-length runs only: one-sided, mean below the target at "
+             "p < 0.01. FSR = (t_i - t')/(t_i - t_i+1) per candidate run, a miss scoring 0, averaged over the "
+             "candidate's runs, with a bootstrap interval over the runs of all three.")
     tables = {"time_to_target": time_rows, "speedups": speedups, "runs": run_rows}
     if fsr_rows:
         tables["fsr"] = fsr_rows

@@ -12,7 +12,11 @@ Metrics are not logged here: the driver reads them from `RecordRun.progress()` a
 """
 from __future__ import annotations
 
+import dataclasses
+import os
+import shutil
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,8 +26,9 @@ from ray.util.placement_group import PlacementGroup, placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from actors.trainer import TrainerActor
+from orchestrator.sandbox import Sandbox, SandboxConfig
 from orchestrator.speedrun.job import StopRules, run_job
-from orchestrator.speedrun.records import Record, launch_command, launch_env, prepare_data
+from orchestrator.speedrun.records import Record, check_integrity, launch_command, launch_env, prepare_data
 
 
 def record_placement_group(record: Record, name: str = "") -> PlacementGroup:
@@ -40,7 +45,13 @@ def _bundle_options(bundle: dict[str, float]) -> dict:
 
 @dataclass
 class NodeJob:
-    """One node's share of a record run; called by the trainer actor on that node."""
+    """One node's share of a record run; called by the trainer actor on that node.
+
+    The script is checked against the record's integrity rules (pinned settings, timed region,
+    data hashes) before anything runs: a violation fails the run with its reasons, untimed. Then
+    it runs in the sandbox (`sandbox`; None only where a caller asks for no confinement) from a
+    copy in its work folder (next to its log), with the data read-only.
+    """
 
     record: Record
     log_path: str
@@ -50,20 +61,52 @@ class NodeJob:
     node_rank: int = 0
     master_addr: str | None = None
     master_port: int | None = None
+    sandbox: SandboxConfig | None = None
 
     def __call__(self, stop_event: threading.Event, on_point: Callable[[dict], None]) -> dict:
-        cmd = launch_command(self.record, self.script, self.node_rank, self.master_addr, self.master_port)
         data_env = prepare_data(self.record)  # here, on this node: data paths may differ between nodes
-        result = run_job(cmd, launch_env(self.record, {**data_env, **self.env}), self.log_path, self.rules,
-                         stop_event=stop_event, on_point=on_point, cwd=str(Path(self.record.script).parent))
+        script = Path(self.script or self.record.script)
+        problems = check_integrity(self.record, script, {**os.environ, **data_env})
+        if problems:
+            cmd = launch_command(self.record, script, self.node_rank, self.master_addr, self.master_port)
+            return {**integrity_failure(cmd, self.log_path, problems), "node_rank": self.node_rank}
+        if self.sandbox is None:
+            cmd = launch_command(self.record, script, self.node_rank, self.master_addr, self.master_port)
+            env = launch_env(self.record, {**data_env, **self.env})
+            result = run_job(cmd, env, self.log_path, self.rules, stop_event=stop_event, on_point=on_point,
+                             cwd=str(script.parent))
+        else:
+            workdir = Path(self.log_path).with_suffix(".work")
+            workdir.mkdir(parents=True, exist_ok=True)
+            # The checked script runs from the work folder: its own folder may be closed to the
+            # sandbox's user, and what runs is then exactly what was checked.
+            checked = workdir / script.name
+            shutil.copyfile(script, checked)
+            cmd = launch_command(self.record, checked, self.node_rank, self.master_addr, self.master_port)
+            gpus = {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES",) if k in os.environ}  # Ray's share
+            env = launch_env(self.record, {**data_env, **gpus, **self.env}, workdir=workdir)
+            readable = [v for v in data_env.values() if os.path.exists(v)]  # the data, read-only
+            result = run_job(cmd, env, self.log_path, self.rules, stop_event=stop_event, on_point=on_point,
+                             cwd=str(workdir), sandbox=Sandbox(self.sandbox), ro_paths=sorted(set(readable)))
         return {**result, "node_rank": self.node_rank}
+
+
+def integrity_failure(cmd: list[str], log_path, problems: list[str]) -> dict:
+    """The result row of a run refused for breaking the record's rules: nothing ran or was timed."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(log_path).write_text("".join(f"integrity: {p}\n" for p in problems))
+    return {"reason": "integrity", "status": "failed", "flags": [], "integrity": problems, "sandbox": None,
+            "returncode": None, "signal": None, "time_to_target_ms": None, "steps_to_target": None, "steps": [],
+            "final_val_loss": None, "final_train_time_ms": None, "log_format": None, "log_path": str(log_path),
+            "wall_s": 0.0, "started_at": time.time(), "cmd": cmd}
 
 
 class RecordRun:
     """One run of a record: its trainer actors (one per node) and their pending results."""
 
     def __init__(self, record: Record, pg: PlacementGroup, log_dir, rules: StopRules | None = None,
-                 env: dict[str, str] | None = None, script: str | None = None, name: str = "run"):
+                 env: dict[str, str] | None = None, script: str | None = None, name: str = "run",
+                 sandbox: SandboxConfig | None = None):
         self.record = record
         rules = rules or StopRules(target=record.target_val_loss)
         bundles = pg.bundle_specs
@@ -75,11 +118,13 @@ class RecordRun:
             for i, bundle in enumerate(bundles)
         ]
         master_addr = master_port = None
+        if record.launch.nnodes > 1 and sandbox is not None:  # torchrun's rendezvous needs the host network
+            sandbox = dataclasses.replace(sandbox, network=True)
         if record.launch.nnodes > 1:
             master_addr, master_port = ray.get(self.launchers[0].rendezvous_address.remote())
         self.refs = [
             launcher.run.remote(NodeJob(record, str(Path(log_dir) / f"{name}.node{i}.log"), rules, env or {},
-                                        script, i, master_addr, master_port))
+                                        script, i, master_addr, master_port, sandbox))
             for i, launcher in enumerate(self.launchers)
         ]
 

@@ -12,18 +12,24 @@ from typing import Iterator
 
 import ray
 
-from orchestrator.speedrun.launch import RecordRun, record_placement_group
+from orchestrator.sandbox import SandboxConfig
 from orchestrator.speedrun.job import StopRules
+from orchestrator.speedrun.launch import RecordRun, record_placement_group
 from orchestrator.speedrun.records import Record
-from orchestrator.speedrun.stats import consecutive_speedups, summarize, val_loss_acceptance
+from orchestrator.speedrun.stats import consecutive_speedups, summarize_positive, val_loss_acceptance
+
+# A timed run stops at its first validation at or below the target (only the time to it counts);
+# a full run goes to its scheduled end, for the acceptance test on final validation losses.
+MODES = ("timed", "full")
 
 
-def replay(runs: list[tuple[str, int, int]], records: dict[str, Record], log_dir,
+def replay(runs: list[tuple[str, int, int, str]], records: dict[str, Record], log_dir,
            env: dict[str, str] | None = None, timeout_s: float | None = None, retries: int = 0,
-           max_concurrent: int = 1, on_progress=None, poll_s: float = 5.0) -> Iterator[tuple[tuple, dict]]:
-    """Runs `(record name, repeat, seed)` in the given (interleaved) order and yields
-    `((name, repeat, seed), result)` as each run ends: the trainer's result plus repeat, seed and
-    attempt. A failed run is retried whole up to `retries` times; only its last attempt is
+           max_concurrent: int = 1, on_progress=None, poll_s: float = 5.0,
+           sandbox: SandboxConfig | None = None) -> Iterator[tuple[tuple, dict]]:
+    """Runs `(record name, repeat, seed, mode)` in the given (interleaved) order and yields
+    `((name, repeat, seed, mode), result)` as each run ends: the trainer's result plus repeat,
+    seed, mode and attempt. Every run goes through `sandbox` (None: unconfined). A failed run is retried whole up to `retries` times; only its last attempt is
     yielded. `on_progress(run, points)` gets the validation points of runs still going, every
     `poll_s` seconds, for live curves."""
     queue = [(run, 0) for run in runs]
@@ -31,14 +37,16 @@ def replay(runs: list[tuple[str, int, int]], records: dict[str, Record], log_dir
 
     while queue or in_flight:
         if queue and len(in_flight) < max_concurrent:
-            (name, rep, seed), attempt = queue.pop(0)
+            (name, rep, seed, mode), attempt = queue.pop(0)
             record = records[name]
             pg = record_placement_group(record)
             ray.get(pg.ready())
-            rules = StopRules(target=record.target_val_loss, timeout_s=timeout_s)
-            run_name = f"{name.replace('/', '_')}.r{rep}.a{attempt}"
-            run = RecordRun(record, pg, Path(log_dir), rules, {**(env or {}), "SEED": str(seed)}, name=run_name)
-            in_flight.append((run, pg, (name, rep, seed), attempt, 0))
+            full = mode == "full"
+            rules = StopRules(target=record.target_val_loss, stop_at_target=not full, timeout_s=timeout_s)
+            run_name = f"{name.replace('/', '_')}.{mode}.r{rep}.a{attempt}"
+            run_env = {**(env or {}), "SEED": str(seed), "STOP_AT_TARGET": "0" if full else "1"}
+            run = RecordRun(record, pg, Path(log_dir), rules, run_env, name=run_name, sandbox=sandbox)
+            in_flight.append((run, pg, (name, rep, seed, mode), attempt, 0))
             continue
         done, _ = ray.wait([ref for run, *_ in in_flight for ref in run.refs], num_returns=1, timeout=poll_s)
         if not done:
@@ -51,7 +59,7 @@ def replay(runs: list[tuple[str, int, int]], records: dict[str, Record], log_dir
             continue
         i = next(i for i, (run, *_) in enumerate(in_flight) if done[0] in run.refs)
         run, pg, key, attempt, _ = in_flight.pop(i)
-        result = {**run.wait(), "repeat": key[1], "seed": key[2], "attempt": attempt}
+        result = {**run.wait(), "repeat": key[1], "seed": key[2], "mode": key[3], "attempt": attempt}
         ray.util.remove_placement_group(pg)
         if result["status"] != "ok" and attempt < retries:
             queue.insert(0, (key, attempt + 1))
@@ -60,25 +68,25 @@ def replay(runs: list[tuple[str, int, int]], records: dict[str, Record], log_dir
 
 
 def summarize_replay(results: list[dict], records: list[Record]) -> dict:
-    """Per record (ladder order): time and steps to target over its successful runs (the last
-    attempt of each repeat), the acceptance test on final validation losses, and speedups of each
-    record over the one before."""
+    """Per record (ladder order): time and steps to target over its successful runs of either
+    mode (the last attempt of each repeat; log-scale intervals), the acceptance test on the final
+    validation losses of its full runs, and speedups of each record over the one before."""
     last = {}
     for r in results:  # a retried repeat counts once, by its last attempt
-        last[(r["record"], r["repeat"])] = r
+        last[(r["record"], r.get("mode", "timed"), r["repeat"])] = r
     rows = []
     times = {}
     for record in records:
-        runs = [r for (name, _), r in sorted(last.items()) if name == record.name]
+        runs = [r for (name, _, _), r in sorted(last.items()) if name == record.name]
         ok = [r for r in runs if r["status"] == "ok"]
         times[record.name] = [r["time_to_target_ms"] / 1000 for r in ok]
-        losses = [r["final_val_loss"] for r in runs if r["final_val_loss"] is not None]
+        full = [r["final_val_loss"] for r in runs if r.get("mode") == "full" and r["final_val_loss"] is not None]
         rows.append({
             "record": record.name,
             "runs": len(runs),
             "ok": len(ok),
-            "time_to_target_s": summarize(times[record.name]),
-            "steps_to_target": summarize([float(r["steps_to_target"]) for r in ok]),
-            "acceptance": val_loss_acceptance(losses, record.target_val_loss) if losses else None,
+            "time_to_target_s": summarize_positive(times[record.name]),
+            "steps_to_target": summarize_positive([float(r["steps_to_target"]) for r in ok]),
+            "acceptance": val_loss_acceptance(full, record.target_val_loss) if full else None,
         })
     return {"records": rows, "speedups": consecutive_speedups(times)}

