@@ -5,6 +5,9 @@ import threading
 import pytest
 import yaml
 
+import orchestrator.sandbox as sandbox_module
+from orchestrator.cli import main
+from orchestrator.sandbox import SandboxConfig
 from orchestrator.speedrun.fsr import fsr_over_runs
 from orchestrator.speedrun.job import StopRules
 from orchestrator.speedrun.launch import NodeJob
@@ -67,3 +70,23 @@ def test_a_script_breaking_the_records_rules_never_runs(tmp_path):
     assert result["integrity"] == ["pinned setting val_every = 1, expected 5"]
     assert "integrity: pinned setting val_every" in (tmp_path / "run.log").read_text()
     assert not marker.exists()  # nothing ran
+
+
+def test_no_working_sandbox_refuses_every_run_with_exit_2(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(sandbox_module, "probe", lambda: {"bwrap": "not found: bwrap", "userns": "fails: EPERM",
+                                                          "off": "ok (no confinement)"})
+    monkeypatch.setenv("SCALERUN_RUNS_DIR", str(tmp_path / "runs"))
+    assert main(["run", "speedrun"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "sandbox.mode" in err and "apt-get install -y bubblewrap" in err
+    assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_an_unconfined_run_says_so_in_its_row(tmp_path):
+    (tmp_path / "rec.py").write_text("print('step:0/1 val_loss:1.0 train_time:0ms step_avg:0ms')\n")
+    (tmp_path / "rec.yaml").write_text(yaml.safe_dump({"script": "rec.py", "target_val_loss": 2.0,
+                                                       "launch": {"launcher": "python"}}))
+    job = NodeJob(load_record(tmp_path / "rec.yaml"), str(tmp_path / "run.log"), StopRules(target=2.0), {},
+                  sandbox=SandboxConfig(mode="off"))
+    result = job(threading.Event(), lambda point: None)
+    assert (result["reason"], result["sandbox"]) == ("target_reached", "off")

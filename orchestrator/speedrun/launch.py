@@ -69,7 +69,8 @@ class NodeJob:
         problems = check_integrity(self.record, script, {**os.environ, **data_env})
         if problems:
             cmd = launch_command(self.record, script, self.node_rank, self.master_addr, self.master_port)
-            return {**integrity_failure(cmd, self.log_path, problems), "node_rank": self.node_rank}
+            return {**integrity_failure(cmd, self.log_path, problems), "node_rank": self.node_rank,
+                    "sandbox": self.sandbox.mode if self.sandbox is not None else None}
         if self.sandbox is None:
             cmd = launch_command(self.record, script, self.node_rank, self.master_addr, self.master_port)
             env = launch_env(self.record, {**data_env, **self.env})
