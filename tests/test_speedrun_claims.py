@@ -1,5 +1,7 @@
 """What a speedrun record claim rests on: acceptance on full-length runs, positive intervals on
 times, FSR that counts misses, and integrity checked before anything runs."""
+import os
+import sys
 import threading
 
 import pytest
@@ -9,10 +11,10 @@ import orchestrator.sandbox as sandbox_module
 from orchestrator.cli import main
 from orchestrator.sandbox import SandboxConfig
 from orchestrator.speedrun.fsr import fsr_over_runs
-from orchestrator.speedrun.job import StopRules
+from orchestrator.speedrun.job import StopRules, run_job
 from orchestrator.speedrun.launch import NodeJob
 from orchestrator.speedrun.records import load_record
-from orchestrator.speedrun.replay import summarize_replay
+from orchestrator.speedrun.replay import seconds_to_target, summarize_replay
 from orchestrator.speedrun.stats import summarize_positive
 
 
@@ -90,3 +92,14 @@ def test_an_unconfined_run_says_so_in_its_row(tmp_path):
                   sandbox=SandboxConfig(mode="off"))
     result = job(threading.Event(), lambda point: None)
     assert (result["reason"], result["sandbox"]) == ("target_reached", "off")
+
+
+def test_the_harness_cpu_clock_times_a_busy_job(tmp_path):
+    busy = ("import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6:\n    pass\n"
+            "print('step:10/10 val_loss:1.0 train_time:5ms step_avg:0.5ms', flush=True)\n")
+    result = run_job([sys.executable, "-c", busy], dict(os.environ), tmp_path / "log", StopRules(target=2.0))
+    assert result["reason"] == "target_reached" and result["cpu_s_to_target"] >= 0.6
+    both = {**run("a", "timed", 0, 1.0, ttt=5.0), "cpu_s_to_target": result["cpu_s_to_target"]}
+    assert seconds_to_target(both, "wall") == 0.005 and seconds_to_target(both, "cpu") >= 0.6
+    (row,) = summarize_replay([both], [Rec("a")], clock="cpu")["records"]
+    assert row["time_to_target_s"]["mean"] == result["cpu_s_to_target"]

@@ -11,13 +11,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.config import REPO_ROOT, ConfigError, RunConfig, check_path_exists
+from orchestrator.config import REPO_ROOT, ConfigError, RunConfig, check_choice, check_path_exists
 from orchestrator.experiments import Experiment, Summary
 from orchestrator.sandbox import Sandbox, SandboxConfig
 from orchestrator.speedrun import plots
 from orchestrator.speedrun.fsr import fsr_over_runs
 from orchestrator.speedrun.records import Record, load_records, sha256_file
-from orchestrator.speedrun.replay import replay, summarize_replay
+from orchestrator.speedrun.replay import replay, seconds_to_target, summarize_replay
 from orchestrator.speedrun.stats import interleaved_order
 
 
@@ -39,10 +39,12 @@ class SpeedrunConfig(RunConfig):
     max_concurrent: int = 1  # runs at once; 1 for honest timing on one machine
     candidate: CandidateConfig = field(default_factory=CandidateConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # every run, records and candidates alike
+    clock: str = "wall"  # wall: the script's train time; cpu: the harness's process-CPU seconds to target
 
     def validate(self) -> None:
         super().validate()
         self.sandbox.mode = Sandbox(self.sandbox).mode  # auto resolved here: no working sandbox is exit 2
+        check_choice("clock", self.clock, ("wall", "cpu"))
         if self.acceptance_repeats < 0:
             raise ConfigError("acceptance_repeats", self.acceptance_repeats, "must be >= 0")
         check_path_exists("records", str(records_folder(self)))
@@ -130,7 +132,7 @@ def summarize_fsr(cfg: SpeedrunConfig, records: dict[str, Record], results: list
 
     def times(name, keep_misses=False):
         runs = [r for r in results if r["record"] == name]
-        return [r["time_to_target_ms"] / 1000 if r["status"] == "ok" else None for r in runs
+        return [seconds_to_target(r, cfg.clock) if r["status"] == "ok" else None for r in runs
                 if keep_misses or r["status"] == "ok"]
 
     score = fsr_over_runs(times(base), times(nxt), times(cand, keep_misses=True), seed=cfg.seed)
@@ -143,11 +145,11 @@ def summarize_fsr(cfg: SpeedrunConfig, records: dict[str, Record], results: list
 def summarize_run(cfg: SpeedrunConfig, rows, ctx) -> Summary:
     records = ladder(cfg)
     results = [r.result for r in rows]
-    summary = summarize_replay(results, list(records.values()))
+    summary = summarize_replay(results, list(records.values()), cfg.clock)
     time_rows = []
     for row in summary["records"]:
         t, s, acc = row["time_to_target_s"], row["steps_to_target"], row["acceptance"] or {}
-        time_rows.append({"record": row["record"], "ok": row["ok"], "runs": row["runs"],
+        time_rows.append({"record": row["record"], "clock": cfg.clock, "ok": row["ok"], "runs": row["runs"],
                           "time_to_target_s": t["mean"], "std_s": t["std"], "geomean_s": t["geomean"],
                           "ci_low_s": t["ci_low"], "ci_high_s": t["ci_high"], "steps_to_target": s["mean"],
                           "steps_std": s["std"], "acceptance_runs": acc.get("n"),
@@ -159,7 +161,8 @@ def summarize_run(cfg: SpeedrunConfig, rows, ctx) -> Summary:
     run_rows = [{"record": r["record"], "mode": r.get("mode"), "repeat": r["repeat"], "seed": r["seed"],
                  "attempt": r["attempt"], "status": r["status"], "reason": r["reason"],
                  "flags": ", ".join(r.get("flags") or []), "sandbox": r.get("sandbox") or "off",
-                 "time_to_target_s": _seconds(r["time_to_target_ms"]), "steps_to_target": r["steps_to_target"],
+                 "time_to_target_s": _seconds(r["time_to_target_ms"]), "cpu_s_to_target": r.get("cpu_s_to_target"),
+                 "steps_to_target": r["steps_to_target"],
                  "final_val_loss": r["final_val_loss"], "wall_s": round(r["wall_s"], 1),
                  "log": str(Path(r["log_path"]).relative_to(ctx.run_dir))
                  if Path(r["log_path"]).is_relative_to(ctx.run_dir) else r["log_path"]} for r in results]
@@ -173,9 +176,10 @@ def summarize_run(cfg: SpeedrunConfig, rows, ctx) -> Summary:
                        fsr_ci_high=fsr_rows[0]["fsr_ci_high"])
     notes = (f"{cfg.repeats} timed and {cfg.acceptance_repeats} full-length runs per record, each kind in interleaved "
              "rounds (cancels drift), every run in the sandbox (mode "
-             f"`{cfg.sandbox.mode}`) after the record's integrity check. Times are the script's train time (wall "
-             "clock, stopped during evaluation) to the first validation at or below the target, from runs of "
-             "either kind; their intervals are 95% Student-t on log times (around the geometric mean). Speedup "
+             f"`{cfg.sandbox.mode}`) after the record's integrity check. Times (clock `{cfg.clock}`) are "
+             + ("the script's train time (wall clock, stopped during evaluation)" if cfg.clock == "wall" else
+                "the harness's process-CPU seconds of the job (start-up included)")
+             + " to the first validation at or below the target, from runs of either kind; their intervals are 95% Student-t on log times (around the geometric mean). Speedup "
              "intervals use the delta method on the log ratio. The acceptance test is modded-nanogpt's, on the "
              "final validation losses of the full-length runs only: one-sided, mean below the target at "
              "p < 0.01. FSR = (t_i - t')/(t_i - t_i+1) per candidate run, a miss scoring 0, averaged over the "

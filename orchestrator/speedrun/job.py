@@ -85,6 +85,23 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) the process tree under `pid` has used so far, finished children
+    that were waited for included."""
+    total = 0.0
+    try:
+        tree = [psutil.Process(pid), *descendants(pid)]
+    except psutil.NoSuchProcess:
+        return total
+    for p in tree:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def kill_tree(proc: subprocess.Popen, known: dict[int, psutil.Process], grace_s: float = 5.0) -> None:
     """SIGTERM the job's process group and every process seen in its tree, SIGKILL what is left
     after grace_s. `known` holds descendants seen while it ran: ones that left the group (setsid)
@@ -203,6 +220,8 @@ def run_job(cmd: list[str], env: dict[str, str], log_path, rules: StopRules,
             tail.append(line)
             before = (parser.last_step, parser.last_train_time_ms)
             point = parser.feed(line)
+            if "cpu_s" not in cpu_to_target and parser.first_at_or_below_target() is not None:
+                cpu_to_target["cpu_s"] = tree_cpu_seconds(proc.pid)
             timed = (parser.last_step, parser.last_train_time_ms) != before
             clock.feed(point, parser.last_train_time_ms if timed else None, time.monotonic() - start)
             if point is not None and on_point is not None:
@@ -210,6 +229,7 @@ def run_job(cmd: list[str], env: dict[str, str], log_path, rules: StopRules,
             if on_line is not None:
                 on_line(line)
 
+        cpu_to_target: dict[str, float] = {}  # the job's CPU seconds when the target line arrived
         pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if sandbox is None:
             proc = subprocess.Popen(cmd, env=env, cwd=cwd, start_new_session=True, **pipes)
@@ -284,6 +304,7 @@ def run_job(cmd: list[str], env: dict[str, str], log_path, rules: StopRules,
         "returncode": proc.returncode,
         "signal": exit_signal(proc.returncode, sandbox is not None and sandbox.mode != "off"),
         "time_to_target_ms": result["time_to_target_ms"],
+        "cpu_s_to_target": cpu_to_target.get("cpu_s"),  # the harness's process-CPU clock, start-up included
         "steps_to_target": result["first_step_at_or_below_target"],
         "steps": result["steps"],
         "final_val_loss": result["final_val_loss"],
