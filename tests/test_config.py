@@ -84,3 +84,14 @@ def test_model_dtype_reaches_transformers_as_a_torch_dtype():
     assert transformers_dtype(ModelConfig()) == "float32"  # auto on CPU
     assert transformers_dtype(ModelConfig(num_gpus=1)) == "bfloat16"
     assert transformers_dtype(ModelConfig(dtype="float16", num_gpus=1)) == "float16"
+
+
+def test_a_malformed_jsonl_line_is_one_line_naming_file_and_line(tmp_path):
+    data = tmp_path / "problems.jsonl"
+    data.write_text('{"question": "1+1?", "answer": "2"}\n{"question": "2+2?", "answer": \n')
+    runs = tmp_path / "runs"
+    p = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "tts-smoke", "dataset.name=jsonl",
+                        f"dataset.path={data}", f"runs_dir={runs}"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert p.stderr.strip().count("\n") == 0 and str(data) in p.stderr and "line 2" in p.stderr, p.stderr
+    assert not runs.exists()

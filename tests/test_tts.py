@@ -54,6 +54,9 @@ def test_tts_smoke_end_to_end(smoke_run):
     for png in ("accuracy_vs_n.png", "accuracy_by_level.png", "compute_optimal.png"):
         assert (run_dir / png).stat().st_size > 5000
     assert {r["bins"] for r in summary["tables"]["compute_optimal"]} == {"oracle", "predicted"}
+    multipliers = {(r["bins"], r["n"]): r for r in summary["tables"]["efficiency_multiplier"]}
+    assert set(multipliers) == {("oracle", 4), ("predicted", 4), ("oracle", 16), ("predicted", 16)}
+    assert all(r["ci_low"] <= r["multiplier"] <= r["ci_high"] for r in multipliers.values())
     results = [json.loads(x) for x in (run_dir / "results.jsonl").read_text().splitlines()]
     dvts = [r for r in results if r["unit"].get("method") == "dvts"]
     assert dvts and all(r["result"]["trees"] for r in dvts)  # trees kept for inspection
