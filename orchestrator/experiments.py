@@ -23,6 +23,7 @@ KINDS = {
     "tts": "orchestrator.tts.experiment:EXPERIMENT",
     "speedrun": "orchestrator.speedrun.experiment:EXPERIMENT",
     "passuntil": "orchestrator.passuntil.experiment:EXPERIMENT",
+    "ai-scientist": "orchestrator.scientist.experiment:EXPERIMENT",
 }
 
 
