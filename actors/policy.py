@@ -22,7 +22,6 @@ import uuid
 from typing import Sequence
 
 import numpy as np
-import ray
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, DynamicCache, LlamaForCausalLM
 
@@ -441,4 +440,6 @@ class PolicyActor:
 
     def location(self) -> dict:
         """Where this replica runs (process and Ray node), for logs and failure drills."""
+        import ray  # only the actor needs Ray: the backends also run where it is absent (benchmarks/gpu_check.sh)
+
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
