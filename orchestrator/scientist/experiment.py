@@ -217,7 +217,7 @@ def execute(cfg: ScientistConfig, pending: list[dict], ctx):
                           cfg.cpus_per_run)
     try:
         for unit, result, wall in drive(jobs, {Propose: coder_pool, Execute: runners}, ctx.in_flight(len(jobs))):
-            ctx.log(f"[ai-scientist] {result['name']}: {len(result['runs'])} runs, best {result['metric']} "
+            ctx.log(f"[ai-scientist] {result['name']}: baseline and {len(result['runs']) - 1} runs, best {result['metric']} "
                     f"{result['best']} (baseline {result['baseline']}), {wall:.0f} s")
             yield unit, {**result, "folder": str(Path(result["folder"]).relative_to(ctx.run_dir)), "wall_s": wall}
     finally:

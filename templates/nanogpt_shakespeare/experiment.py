@@ -33,7 +33,7 @@ dropout = 0.0
 learning_rate = 1e-3
 weight_decay = 0.1
 warmup_iters = 20
-max_iters = 600
+max_iters = 800
 eval_every = 100
 eval_batches = 8
 max_iters = min(max_iters, int(os.environ.get("MAX_ITERS") or max_iters))
@@ -65,6 +65,11 @@ class GPT(nn.Module):
         self.pos = nn.Embedding(block_size, n_embd)
         self.blocks = nn.ModuleList(Block() for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(n_embd)
+        for module in self.modules():  # small initial weights: logits start near uniform
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear):
+                nn.init.zeros_(module.bias)
 
     def forward(self, idx, targets):
         x = self.tok(idx) + self.pos(torch.arange(idx.shape[1]))
