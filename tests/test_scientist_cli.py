@@ -43,3 +43,65 @@ def test_bad_config_is_one_line_naming_the_key(runs_dir):
     assert p.returncode == 2 and "max_attempts" in p.stderr + p.stdout
     p = scalerun("ai-scientist-smoke", "ideas.names=[nope]", runs_dir=runs_dir)
     assert p.returncode == 2 and "ideas.names='nope': allowed: learning_rate, model_width, longer_warmup" in p.stderr + p.stdout
+
+
+SLOW_STANDIN = '''import argparse, json, os, time
+value = 1.0
+delay = 0.0
+out = argparse.ArgumentParser()
+out.add_argument("--out_dir")
+out = out.parse_args().out_dir
+time.sleep(delay)
+os.makedirs(out, exist_ok=True)
+with open(os.path.join(out, "final_info.json"), "w") as f:
+    json.dump({"toy": {"means": {"final_val_loss": value}}}, f)
+'''
+
+
+def test_killed_run_resumes_each_idea_at_its_next_run(tmp_path, runs_dir):
+    """SIGKILL the whole `scalerun run` (driver, Ray, sandboxes) while run 2 sleeps, then run again:
+    run 0 and run 1 are not repeated, run 2 starts over, the idea finishes."""
+    import signal
+    import time
+
+    from test_scientist_loop import make_template
+    template = make_template(tmp_path / "template", experiment=SLOW_STANDIN)
+    (tmp_path / "data").mkdir()
+    args = ["ai-scientist-smoke", f"template={template}", f"data.path={tmp_path / 'data'}", "ideas.names=[toy]",
+            "max_runs=3", "run_env={}", "coder.sweeps={toy: {param: value, values: ['0.9', '0.8', '0.7']}}",
+            "progress=lines"]
+    env = {**os.environ, "SCALERUN_RUNS_DIR": str(runs_dir)}
+    # run 2 (value 0.8) sleeps long enough to be killed in, the first time only
+    slow_once = ('delay = 0.0\nif value == 0.8 and not os.path.exists("slept"):\n    open("slept", "w").close()\n'
+                 '    delay = 60.0')
+    (template / "experiment.py").write_text(SLOW_STANDIN.replace("delay = 0.0", slow_once))
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    logs = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(runs_dir.glob("ai-scientist-smoke/*/ideas/00_toy/logs/run_2.attempt_1.stderr"))
+        if found:
+            logs = found[0].parent
+            break
+        time.sleep(0.5)
+    try:
+        assert logs is not None, "run 2 never started"
+        time.sleep(2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    state = json.loads((logs.parent / "state.json").read_text())
+    assert [r["run"] for r in state["runs"]] == [0, 1]
+    before = {p.name: p.stat().st_mtime for p in logs.iterdir()}
+
+    again = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", *args], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    after = {p.name: p.stat().st_mtime for p in logs.iterdir()}
+    for name in ("run_0.attempt_1.stderr", "run_1.attempt_1.stderr"):
+        assert after[name] == before[name]  # finished runs are not repeated
+    assert after["run_2.attempt_1.stderr"] > before["run_2.attempt_1.stderr"]  # the killed run starts over
+    state = json.loads((logs.parent / "state.json").read_text())
+    assert [(r["run"], r["outcome"]) for r in state["runs"]] == [(0, "ok"), (1, "ok"), (2, "ok"), (3, "ok")]
+    assert state["finished"]
