@@ -28,7 +28,7 @@ from transformers import AutoTokenizer, LlamaForCausalLM  # noqa: E402
 
 from benchmarks.tts_throughput import auto_device, inprocess, tts_config  # noqa: E402
 from orchestrator.datasets import load_items  # noqa: E402
-from orchestrator.tinyworld import PROMPT_FORMAT, build, build_dir  # noqa: E402
+from orchestrator.tinyworld import build, build_dir  # noqa: E402
 from orchestrator.tinyworld.policy import llama_config  # noqa: E402
 from orchestrator.tinyworld.prm_model import Readout, save_prm  # noqa: E402
 
@@ -98,7 +98,7 @@ def main():
               f"tokens per beam, {dtype} on {device}"
               + (f" (shrunk on CPU from {PROBLEMS} problems, {RANDOM_STEPS})" if on_cpu else ""))
         large = inprocess(cfg, loaded[:sizes["problems"]], loaded[sizes["problems"]:], device, dtype,
-                          policy_dir=folder, prm_dir=folder, wrap_policy=ForcedSteps, fmt=PROMPT_FORMAT)
+                          policy_dir=folder, prm_dir=folder, wrap_policy=ForcedSteps)
     wall = time.monotonic() - started
     keep = ("batched_wall_s", "sequential_wall_s", "batched_vs_sequential_speedup", "compute_efficiency",
             "requests_per_call_batched", "requests_per_call_sequential", "generated_tokens_batched",

@@ -63,14 +63,14 @@ def tts_config(profile: str, problems: int, n: int, backend: str, overrides) -> 
         sys.exit(str(error))
 
 
-def sweep(cfg, items, pools, max_active, fmt=PROMPT_FORMAT):
+def sweep(cfg, items, pools, max_active):
     """Beam search on `items` through `pools` (policy, PRM); wall s, results by problem, driver
     stats, batching figures. Each problem's search has its own seed, the same in every mode."""
     n = cfg.budgets[0]
     stats, steps = {}, Counter()
     counting = {"Generate": CountingPool(pools[0]), "Score": CountingPool(pools[1])}
     started = time.monotonic()
-    jobs = ((it.id, counted(STRATEGIES["beam"](it.question, n, cfg.search, fmt, derive_seed(cfg.seed, it.id, "beam", n),
+    jobs = ((it.id, counted(STRATEGIES["beam"](it.question, n, cfg.search, PROMPT_FORMAT, derive_seed(cfg.seed, it.id, "beam", n),
                                                extract_answer, answers_equal), steps))
             for it in items)
     results = {problem: r for problem, r, _ in drive(jobs, {Generate: counting["Generate"], Score: counting["Score"]},
@@ -155,7 +155,7 @@ def auto_device() -> str:
 
 
 def inprocess(cfg, items, warm_up, device: str, dtype: str, policy_dir: str | None = None, prm_dir: str | None = None,
-              wrap_policy=lambda backend: backend, fmt=PROMPT_FORMAT) -> dict:
+              wrap_policy=lambda backend: backend) -> dict:
     """Both modes through the one driver over LocalPools in this process, no Ray: a fresh policy
     backend and PRM scorer per mode (so the PRM's prefix cache carries nothing from one mode to
     the other), each warmed up on other problems (CUDA start-up and kernel selection untimed)."""
@@ -168,8 +168,8 @@ def inprocess(cfg, items, warm_up, device: str, dtype: str, policy_dir: str | No
         prm = PRMScorer.from_config(PRMConfig(model=prm_dir, family=cfg.prm.family, batch_size=cfg.prm.batch_size,
                                               dtype=dtype, device=device))
         pools = (LocalPool(wrap_policy(policy)), LocalPool(prm))
-        sweep(cfg, warm_up, pools, len(warm_up), fmt)
-        runs[mode] = sweep(cfg, items, pools, max_active, fmt)
+        sweep(cfg, warm_up, pools, len(warm_up))
+        runs[mode] = sweep(cfg, items, pools, max_active)
         del policy, prm, pools
         if device == "cuda":
             torch.cuda.empty_cache()
