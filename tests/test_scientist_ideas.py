@@ -124,3 +124,24 @@ def test_scripted_coder_proposes_a_sweep_not_in_the_archive():
     coder = ScriptedCoder({"a": Sweep("x", ["1"]), "b": Sweep("y", ["2"])})
     [p] = coder.propose([ProposeRequest(task="", script="", hint=HINT_IDEA, history=("Existing idea a: A. x",))])
     assert parse_idea(p.edit)["name"] == "b"
+
+
+def test_coder_ideas_are_generated_once_kept_in_ideas_json_and_duplicates_dropped(tmp_path):
+    from orchestrator.scientist.experiment import coder_slots
+    from orchestrator.scientist.template import load_template
+    folder = make_template(tmp_path / "template")
+    cfg = load_config("ai-scientist-smoke", [f"template={folder}", "ideas.source=coder", "ideas.names=[]", "ideas.num_ideas=4",
+                                             "ideas.duplicate_threshold=0.95",
+                                             "coder.sweeps={lr: {param: lr, values: ['1']}, width: {param: w, values: ['2']}}"])
+    template = load_template(folder)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    coder = ListCoder([])
+    coder.propose = ScriptedCoder(dict(cfg.coder.sweeps)).propose  # the scripted coder, counted below
+    slots = coder_slots(cfg, template, LocalPool(coder), run_dir, lambda line: None)
+    names = [s["idea"]["name"] if s["idea"] else None for s in slots]
+    # the smoke preset's own learning_rate sweep comes first; the fourth idea repeats the last
+    # (the scripted ideas differ only in their parameter: at 0.8 the filter drops them as one)
+    assert names == ["learning_rate", "lr", "width", None] and slots[3]["reason"] == "duplicate: same name as 'width'"
+    assert json.loads((run_dir / "ideas.json").read_text()) == slots
+    assert coder_slots(cfg, template, LocalPool(None), run_dir, lambda line: None) == slots  # reused, not asked
