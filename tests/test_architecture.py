@@ -12,7 +12,8 @@ HEAVY = ("ray", "torch", "wandb", "transformers", "vllm")
 PURE = ("orchestrator.search", "orchestrator.driver", "orchestrator.stats", "orchestrator.protocols",
         "orchestrator.tts.stats", "orchestrator.passuntil.estimators", "orchestrator.passuntil.fit",
         "orchestrator.passuntil.sampling", "orchestrator.speedrun.stats", "orchestrator.speedrun.fsr",
-        "orchestrator.speedrun.logparse", "orchestrator.grading")
+        "orchestrator.speedrun.logparse", "orchestrator.grading",
+        "orchestrator.agents.scaffolds", "orchestrator.agents.search", "orchestrator.agents.coders")
 
 
 def project_modules() -> dict[str, Path]:

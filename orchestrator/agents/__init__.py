@@ -1,0 +1,1 @@
+"""Research-agent rollouts of the speedrunning benchmark: scaffolds, coders, a durable journal."""

@@ -1,0 +1,267 @@
+"""Research-agent rollouts on a fake evaluator: scaffold shapes, local vs global selection,
+seeded journals, rejected edits and integrity violations never run, kill and resume, edits."""
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from orchestrator.agents.coders import HOSTILE, MutateCoder, ReplayCoder, ScriptedCoder, diff_blocks, hostile
+from orchestrator.agents.edits import EditError, apply_edit, search_replace, whole_file
+from orchestrator.agents.journal import Journal, Tree, read_events, without_timing
+from orchestrator.agents.protocol import Evaluate, Evaluation
+from orchestrator.agents.scaffolds import PRESETS, Scaffold
+from orchestrator.agents.search import Task, rollout
+from orchestrator.driver import LocalPool, drive
+from orchestrator.protocols import Propose, Proposal
+
+ROOT_SCRIPT = "val_tokens = 8192\nspeed = 10\nbroken = 0\n"
+
+
+class FakeEvaluator:
+    """Time to target 100 / speed; `broken = 1` crashes. Records every script it runs."""
+
+    def __init__(self, fail_after: int | None = None):
+        self.ran: list[str] = []
+        self.fail_after = fail_after
+
+    def evaluate(self, requests):
+        out = []
+        for r in requests:
+            if self.fail_after is not None and len(self.ran) >= self.fail_after:
+                raise KeyboardInterrupt("killed")
+            self.ran.append(r.sha)
+            if "broken = 1" in r.script:
+                out.append(Evaluation("failed", "crashed", log_tail="Traceback: boom"))
+                continue
+            speed = float(re.search(r"^speed = (\S+)$", r.script, re.M).group(1))
+            out.append(Evaluation("ok", "target_reached", time_to_target_s=round(100 / speed, 6), wall_s=random.random()))
+        return out
+
+
+def seeded_coder(bug_rate=0.3):
+    """Scales speed by a factor drawn from the request's seed; breaks the script at `bug_rate`;
+    a debug request fixes it."""
+    def answer(request):
+        rng = random.Random(request.seed)
+        if "Step: debug" in request.task:
+            return Proposal(search_replace("broken = 1", "broken = 0"), "fix the crash")
+        speed = re.search(r"^speed = .*$", request.script, re.M).group(0)
+        new = f"speed = {float(speed.split('= ')[1]) * rng.choice([0.8, 0.9, 1.1, 1.25]):.6g}"
+        edit = search_replace(speed, new)
+        if rng.random() < bug_rate and "broken = 0" in request.script:
+            edit += "\n" + search_replace("broken = 0", "broken = 1")
+        return Proposal(edit, f"set {new}")
+    return ScriptedCoder(answer)
+
+
+def no_violations(script):
+    return [] if "val_tokens = 8192" in script else ["pinned setting val_tokens changed"]
+
+
+def run(scaffold, path, coder=None, evaluator=None, seed=0, **kwargs):
+    evaluator = evaluator or FakeEvaluator()
+    task = Task("fake/01", "fake/02", ROOT_SCRIPT, "Record: fake/01\nReach the target sooner.")
+    journal = Journal(path)
+    try:
+        jobs = [("unit", rollout(task, scaffold, journal, seed, no_violations, **kwargs))]
+        pools = {Evaluate: LocalPool(evaluator), Propose: LocalPool(coder or seeded_coder())}
+        [(_, tree, _)] = list(drive(jobs, pools, max_active=1))
+    finally:
+        journal.close()
+    return tree, evaluator
+
+
+def steps(path):
+    return [(e["action"], e["target"], e["count"]) for e in read_events(path) if e["event"] == "select"]
+
+
+def test_flat_is_twenty_children_of_the_root(tmp_path):
+    tree, _ = run(PRESETS["flat"], tmp_path / "j.jsonl")
+    assert len(tree.nodes) == 21 and tree.nodes[0].children == list(range(1, 21))
+    assert steps(tmp_path / "j.jsonl") == [("draft", 0, 20)]
+
+
+def test_tree_is_one_then_three_per_round_up_to_twenty(tmp_path):
+    tree, _ = run(PRESETS["tree"], tmp_path / "j.jsonl", coder=seeded_coder(bug_rate=0))
+    counts = [c for _, _, c in steps(tmp_path / "j.jsonl")]
+    assert counts == [1, 3, 3, 3, 3, 3, 3, 1] and len(tree.nodes) == 21
+    assert len(tree.nodes[0].children) == 1
+    for action, target, count in steps(tmp_path / "j.jsonl")[1:]:
+        assert action == "improve" and tree.nodes[target].good
+
+
+def test_forest_drafts_three_then_branches_three(tmp_path):
+    tree, _ = run(PRESETS["forest"], tmp_path / "j.jsonl")
+    counts = [c for _, _, c in steps(tmp_path / "j.jsonl")]
+    assert counts[0] == 3 and set(counts[1:-1]) == {3} and sum(counts) == 20
+
+
+@pytest.mark.parametrize("name", ["aide", "multi_aide"])
+def test_aide_debugs_only_buggy_leaves_within_depth(tmp_path, name):
+    scaffold = Scaffold(**{**PRESETS[name].__dict__, "max_bug_depth": 2})
+    never_fixed = ScriptedCoder(lambda r: Proposal(search_replace("broken = 0", "broken = 1"), "break it")
+                                if "broken = 0" in r.script else Proposal(search_replace("speed = ", "speed = 1"), "try"))
+    tree, _ = run(scaffold, tmp_path / "j.jsonl", coder=never_fixed)
+    debugs = [(t, c) for a, t, c in steps(tmp_path / "j.jsonl") if a == "debug"]
+    assert debugs, "no debug step happened"
+    for target, count in debugs:
+        assert count == 1
+    for node in tree.nodes.values():
+        if node.kind == "debug":
+            parent = tree.nodes[node.parent]
+            assert parent.buggy and parent.children == [node.id] and node.debug_depth == parent.debug_depth + 1
+            assert node.debug_depth <= 2
+    assert len(tree.nodes) - 1 <= scaffold.max_nodes
+    improves = [c for a, _, c in steps(tmp_path / "j.jsonl")[1:] if a == "improve"]
+    assert set(improves) <= {PRESETS[name].branching, 20 - sum(c for *_, c in steps(tmp_path / "j.jsonl")[:-1])}
+
+
+def test_local_and_global_selection_choose_different_nodes(tmp_path):
+    """Drafts: node 1 fast (good), node 2 buggy. Step 1 debugs node 2 (probability 1), the fix
+    fails again. Step 2 improves: local selection looks at {root, node 2, node 3} and falls back
+    to the root; global selection takes node 1, the best of the tree."""
+    def answer(request):
+        if "Step: debug" in request.task:
+            return Proposal(search_replace("speed = 10", "speed = 11"), "still broken")
+        if request.seed == 0 or "Step: improve" in request.task:
+            return Proposal(search_replace("speed = ", "speed = 2"), "faster")
+        return Proposal(search_replace("broken = 0", "broken = 1"), "broken")
+
+    def seeded(seed, node, attempt):  # node 1's draft is the fast one
+        return 0 if node == 1 else 1
+    import orchestrator.agents.search as search
+    original = search.request_seed
+    search.request_seed = seeded
+    try:
+        chosen = {}
+        for selection in ("local", "global"):
+            scaffold = Scaffold("t", drafts=2, branching=1, iterations=3, max_nodes=10, debug_probability=1.0,
+                                max_bug_depth=1, selection=selection)
+            run(scaffold, tmp_path / f"{selection}.jsonl", coder=ScriptedCoder(answer))
+            chosen[selection] = steps(tmp_path / f"{selection}.jsonl")
+    finally:
+        search.request_seed = original
+    assert chosen["local"][:2] == chosen["global"][:2] == [("draft", 0, 2), ("debug", 2, 1)]
+    assert chosen["local"][2] == ("improve", 0, 1) and chosen["global"][2] == ("improve", 1, 1)
+
+
+def test_same_seed_same_journal_other_seed_another(tmp_path):
+    journals = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        run(PRESETS["multi_aide"], tmp_path / f"{name}.jsonl", seed=seed)
+        journals[name] = [without_timing(e) for e in read_events(tmp_path / f"{name}.jsonl")]
+    assert journals["a"] == journals["b"]
+    assert journals["a"] != journals["c"]
+
+
+def test_rejected_edit_and_integrity_violation_are_never_run(tmp_path):
+    def answer(request):
+        kind = HOSTILE[request.seed % 3]  # malformed, nonapplying, pinned
+        return hostile(kind, request.script)
+    import orchestrator.agents.search as search
+    original = search.request_seed
+    search.request_seed = lambda seed, node, attempt: node - 1
+    try:
+        tree, evaluator = run(Scaffold("flat3", drafts=3, branching=0, iterations=1, max_nodes=3),
+                              tmp_path / "j.jsonl", coder=ScriptedCoder(answer))
+    finally:
+        search.request_seed = original
+    assert evaluator.ran == [tree.nodes[0].sha]  # only the root ran
+    events = read_events(tmp_path / "j.jsonl")
+    for node in (1, 2):  # asked again with the reason, 5 reflections, then buggy
+        edits = [e for e in events if e["event"] == "edit" and e["node"] == node]
+        assert len(edits) == 6 and not any(e["applied"] for e in edits) and edits[-1]["final"]
+        assert tree.nodes[node].buggy and tree.nodes[node].reason.startswith("edit rejected")
+    assert tree.nodes[3].buggy and tree.nodes[3].reason.startswith("integrity: pinned setting val_tokens")
+    assert tree.nodes[3].evaluation is None
+
+
+def test_reflection_gets_the_apply_error(tmp_path):
+    seen = []
+
+    def answer(request):
+        seen.append(request.history)
+        if len(seen) == 1:
+            return Proposal(search_replace("speed = 99", "speed = 20"), "stale")
+        return Proposal(search_replace("speed = 10", "speed = 20"), "fixed")
+    tree, _ = run(Scaffold("one", drafts=1, branching=0, iterations=1, max_nodes=1), tmp_path / "j.jsonl",
+                  coder=ScriptedCoder(answer))
+    assert "did not apply" in seen[1][-1] and "speed = 99" in seen[1][-1]
+    assert tree.nodes[1].good and tree.nodes[1].time_s == 5.0
+
+
+def test_kill_and_resume_evaluates_nothing_twice_and_writes_the_same_journal(tmp_path):
+    scaffold = PRESETS["multi_aide"]
+    whole, _ = run(scaffold, tmp_path / "whole.jsonl", seed=7)
+    path = tmp_path / "killed.jsonl"
+    first = FakeEvaluator(fail_after=6)
+    with pytest.raises(KeyboardInterrupt):
+        run(scaffold, path, evaluator=first, seed=7)
+    with open(path, "a") as f:
+        f.write('{"event": "evaluation", "node": 9')  # torn by the kill
+    second = FakeEvaluator()
+    resumed, _ = run(scaffold, path, evaluator=second, seed=7)
+    assert len(first.ran) == 6 and second.ran and not set(first.ran) & set(second.ran)
+    assert len(set(second.ran)) == len(second.ran)
+    assert [without_timing(e) for e in read_events(path)] == [without_timing(e) for e in read_events(tmp_path / "whole.jsonl")]
+    assert resumed.best == whole.best
+
+
+def test_the_tree_is_rebuilt_from_the_journal(tmp_path):
+    tree, _ = run(PRESETS["aide"], tmp_path / "j.jsonl", seed=1)
+    rebuilt = Tree.from_events(read_events(tmp_path / "j.jsonl"))
+    assert rebuilt.stats() == tree.stats() and rebuilt.best == tree.best
+    assert {i: (n.parent, n.buggy, n.reason, n.sha) for i, n in rebuilt.nodes.items()} == \
+        {i: (n.parent, n.buggy, n.reason, n.sha) for i, n in tree.nodes.items()}
+
+
+def test_a_resumed_rollout_of_another_config_is_refused(tmp_path):
+    from orchestrator.agents.journal import JournalMismatch
+    run(PRESETS["tree"], tmp_path / "j.jsonl", seed=1)
+    with pytest.raises(JournalMismatch):
+        run(PRESETS["forest"], tmp_path / "j.jsonl", seed=1)
+
+
+# ---- edits ----
+
+def test_edit_blocks_whitespace_whole_file_and_errors():
+    script = "a = 1\nb = 2   \nc = 3\n"
+    assert apply_edit(script, search_replace("a = 1", "a = 5")) == ("a = 5\nb = 2   \nc = 3\n", "blocks")
+    assert apply_edit(script, search_replace("b = 2\nc = 3", "b = 7\nc = 3"))[0] == "a = 1\nb = 7\nc = 3\n"
+    assert apply_edit(script, whole_file("x = 1\n")) == ("x = 1\n", "whole_file")
+    for bad, why in (("faster!", "neither format"), (search_replace("z = 9", "z = 1"), "not in the file"),
+                     (search_replace("a = 1", "a = 1"), "unchanged"), (search_replace("", "q"), "empty")):
+        with pytest.raises(EditError, match=why):
+            apply_edit(script, bad)
+
+
+def test_replay_blocks_turn_each_record_into_the_next():
+    folder = REPO / "records" / "shakespeare"
+    scripts = [p.read_text() for p in sorted(folder.glob("0*.py"))]
+    for old, new in zip(scripts, scripts[1:]):
+        assert apply_edit(old, diff_blocks(old, new))[0] == new
+    coder = ReplayCoder({"s/01": (scripts[0], scripts[1])})
+    from orchestrator.protocols import ProposeRequest
+    [p, q, r] = coder.propose([ProposeRequest("Record: s/01", scripts[0]), ProposeRequest("Record: s/01", scripts[1]),
+                               ProposeRequest("Record: s/01", scripts[0] + "# mine\n")])
+    assert apply_edit(scripts[0], p.edit)[0] == scripts[1]
+    assert q.error and not q.edit
+    assert apply_edit(scripts[0] + "# mine\n", r.edit)[0] == scripts[1]
+
+
+def test_mutate_changes_numbers_seeded_and_never_protected_ones():
+    from orchestrator.protocols import ProposeRequest
+    script = (REPO / "records" / "shakespeare" / "01_adamw.py").read_text()
+    coder = MutateCoder(protected=["val_tokens", "val_every", "seq_len"])
+    proposals = coder.propose([ProposeRequest("t", script, seed=s) for s in range(60)])
+    assert proposals[3] == coder.propose([ProposeRequest("t", script, seed=3)])[0]
+    changed = set()
+    for p in proposals:
+        new, _ = apply_edit(script, p.edit)
+        for name in ("val_tokens = 8192", "val_every = 5", "seq_len = 64"):
+            assert name in new
+        changed |= {n.split()[0] for n in p.hypothesis.removeprefix("change ").split(", ")}
+    assert {"lr", "batch_size", "n_embd", "num_iterations"} <= changed
+    assert not changed & {"val_tokens", "val_every", "seq_len"}
