@@ -147,7 +147,7 @@ def _plots(state: IdeaState, work: Path, logs: Path, folder: Path, template: Tem
             except EditError as e:
                 state.plot_attempts.append(Attempt(a, "edit_error", str(e), change=proposal.hypothesis))
                 continue
-            diff, script = _diff(script, edited), edited
+            diff, script = _diff(script, edited, "plot.py"), edited
         else:
             diff = ""
         (work / "plot.py").write_text(script)
@@ -176,9 +176,8 @@ def _attempt(a: int, result: RunResult, change: str = "", diff: str = "") -> Att
     return Attempt(a, result.outcome, result.reason, change, diff, result.stderr_tail, round(result.wall_s, 2))
 
 
-def _diff(before: str, after: str) -> str:
-    return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True), "experiment.py",
-                                        "experiment.py", n=1))
+def _diff(before: str, after: str, name: str = "experiment.py") -> str:
+    return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True), name, name, n=1))
 
 
 def _save(folder: Path, state: IdeaState, settings: LoopSettings) -> None:
