@@ -24,6 +24,7 @@ KINDS = {
     "speedrun": "orchestrator.speedrun.experiment:EXPERIMENT",
     "passuntil": "orchestrator.passuntil.experiment:EXPERIMENT",
     "ai-scientist": "orchestrator.scientist.experiment:EXPERIMENT",
+    "agents": "orchestrator.agents.experiment:EXPERIMENT",
 }
 
 

@@ -265,3 +265,37 @@ def test_mutate_changes_numbers_seeded_and_never_protected_ones():
         changed |= {n.split()[0] for n in p.hypothesis.removeprefix("change ").split(", ")}
     assert {"lr", "batch_size", "n_embd", "num_iterations"} <= changed
     assert not changed & {"val_tokens", "val_every", "seq_len"}
+
+
+# ---- presets, hints, pictures ----
+
+def test_presets_load_and_a_bad_value_names_its_key():
+    from orchestrator.config import ConfigError
+    from orchestrator.experiments import load_config
+    from orchestrator.agents.experiment import units
+    for preset in ("agents", "agents-smoke"):
+        cfg = load_config(preset)
+        kinds = [u["kind"] for u in units(cfg)]
+        assert kinds[-1] == "score" and "rollout" in kinds
+    for override, key in (("rollouts=[{base: shakespeare/04_tuned_lr}]", "rollouts[0].base"),
+                          ("rollouts=[{coder: llm}]", "rollouts[0].coder"),
+                          ("rollouts=[{scaffolds: [bushes]}]", "rollouts[0].scaffolds"),
+                          ("evaluation.clock=sundial", "evaluation.clock")):
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            load_config("agents-smoke", [override])
+
+
+def test_every_shakespeare_transition_has_hints_at_levels_1_to_3():
+    from orchestrator.agents.hints import load_hint
+    names = ["shakespeare/01_adamw", "shakespeare/02_rotary", "shakespeare/03_muon", "shakespeare/04_tuned_lr"]
+    for a, b in zip(names, names[1:]):
+        assert load_hint(REPO / "records/shakespeare/hints", a, b, 0) == ""
+        texts = [load_hint(REPO / "records/shakespeare/hints", a, b, level) for level in (1, 2, 3)]
+        assert all(len(t) > 100 for t in texts) and len(set(texts)) == 3
+
+
+def test_tree_picture_is_written(tmp_path):
+    from orchestrator.agents.plots import tree_picture
+    tree, _ = run(PRESETS["multi_aide"], tmp_path / "j.jsonl", seed=2)
+    path = tree_picture(tmp_path / "tree.png", tree, "multi_aide")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
