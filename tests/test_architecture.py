@@ -13,7 +13,9 @@ PURE = ("orchestrator.search", "orchestrator.driver", "orchestrator.stats", "orc
         "orchestrator.tts.stats", "orchestrator.passuntil.estimators", "orchestrator.passuntil.fit",
         "orchestrator.passuntil.sampling", "orchestrator.speedrun.stats", "orchestrator.speedrun.fsr",
         "orchestrator.speedrun.logparse", "orchestrator.grading",
-        "orchestrator.agents.scaffolds", "orchestrator.agents.search", "orchestrator.agents.coders")
+        "orchestrator.agents.scaffolds", "orchestrator.agents.search", "orchestrator.agents.coders",
+        *(f"orchestrator.scientist.{m}" for m in ("loop", "ideas", "edits", "state", "notes", "final_info",
+                                                    "template", "protocol", "coder")))
 
 
 def project_modules() -> dict[str, Path]:
