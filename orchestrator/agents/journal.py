@@ -57,10 +57,6 @@ class Journal:
         self.cursor = 0
         self._file = open(self.path, "a")
 
-    @property
-    def resuming(self) -> bool:
-        return self.cursor < len(self.past)
-
     def write(self, event: dict) -> dict:
         """Append `event` (stamped with its time), or on resume check it against the journal's."""
         event = json.loads(json.dumps({**event, "t": round(time.time(), 3)}))

@@ -40,10 +40,6 @@ class Evaluation:
     ray_node: str = ""
     compute_seconds: float = 0.0
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok" and self.time_to_target_s is not None
-
 
 @dataclass
 class Evaluate:
