@@ -280,7 +280,8 @@ def test_presets_load_and_a_bad_value_names_its_key():
     for override, key in (("rollouts=[{base: shakespeare/04_tuned_lr}]", "rollouts[0].base"),
                           ("rollouts=[{coder: llm}]", "rollouts[0].coder"),
                           ("rollouts=[{scaffolds: [bushes]}]", "rollouts[0].scaffolds"),
-                          ("evaluation.clock=sundial", "evaluation.clock")):
+                          ("evaluation.clock=sundial", "evaluation.clock"),
+                          ("evaluation.clock=cpu", "evaluation.cutoff")):
         with pytest.raises(ConfigError, match=re.escape(key)):
             load_config("agents-smoke", [override])
 

@@ -92,6 +92,9 @@ class AgentsConfig(RunConfig):
         super().validate()
         self.sandbox.mode = Sandbox(self.sandbox).mode  # auto resolved here: no working sandbox is exit 2
         check_choice("evaluation.clock", self.evaluation.clock, ("wall", "cpu"))
+        if self.evaluation.cutoff and self.evaluation.clock != "wall":
+            raise ConfigError("evaluation.cutoff", self.evaluation.cutoff,
+                              "must be 0 unless evaluation.clock=wall (it stops on the script's own train time)")
         check_path_exists("records", str(resolve(self.records)))
         for key, value in (("evaluation.trainers", self.evaluation.trainers), ("scoring.repeats", self.scoring.repeats)):
             if value < 1:
