@@ -16,11 +16,8 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
-import ray
-
-from actors.trainer import TrainerActor
+from actors.trainer_pool import TrainerJobPool
 from orchestrator.agents.protocol import EvaluateRequest, Evaluation
 from orchestrator.config import content_hash
 from orchestrator.results import ResultStore
@@ -42,62 +39,28 @@ class EvaluationSettings:
     concurrent: int = 1  # candidates running at once, whatever the number of trainers
 
 
-class EvaluationCall:
-    def __init__(self, requests: Sequence[EvaluateRequest]):
-        self.results: list[Evaluation | None] = [None] * len(requests)
-        self.queued = list(range(len(requests)))
-        self.requests = list(requests)
+class EvaluatorPool(TrainerJobPool):
+    method = "evaluate"
 
-    @property
-    def done(self) -> bool:
-        return all(r is not None for r in self.results)
-
-    def result(self) -> list[Evaluation]:
-        return list(self.results)
-
-
-class EvaluatorPool:
     def __init__(self, records: dict[str, Record], settings: EvaluationSettings, trainers: int,
                  store: ResultStore):
         if any(r.launch.nnodes != 1 for r in records.values()):
             raise ValueError("candidates run on one node: every record needs launch.nnodes = 1")
-        self.records, self.settings, self.store = records, settings, store
         cpus = max(r.node_resources().get("CPU", 1) for r in records.values())
         gpus = max(r.node_resources().get("GPU", 0) for r in records.values())
-        self.trainers = [TrainerActor.options(num_cpus=cpus, num_gpus=gpus).remote() for _ in range(trainers)]
-        self.idle = list(self.trainers)
-        self.running: dict[ray.ObjectRef, tuple[EvaluationCall, int, object, str, dict]] = {}
-        self.calls: list[EvaluationCall] = []
+        super().__init__(trainers, settings.concurrent, num_cpus=cpus, num_gpus=gpus)
+        self.records, self.settings, self.store = records, settings, store
 
     def key(self, request: EvaluateRequest) -> str:
         return content_hash({"sha": request.sha, "record": request.record, "seed": request.seed,
                              "beat_time_ms": request.beat_time_ms, "timeout_s": self.settings.timeout_s,
                              "clock": self.settings.clock, "sandbox": dataclasses.asdict(self.settings.sandbox)}, 20)
 
-    def submit(self, method: str, items: Sequence[EvaluateRequest], affinity=None) -> EvaluationCall:
-        if method != "evaluate":
-            raise ValueError(f"EvaluatorPool answers evaluate, not {method}")
-        call = EvaluationCall(items)
-        for i in list(call.queued):
-            key = self.key(call.requests[i])
-            if key in self.store:
-                call.results[i] = Evaluation(**self.store.rows[key].result)
-                call.queued.remove(i)
-        if not call.done:
-            self.calls.append(call)
-        self._dispatch()
-        return call
+    def stored(self, request: EvaluateRequest) -> Evaluation | None:
+        row = self.store.rows.get(self.key(request))
+        return Evaluation(**row.result) if row else None
 
-    def _dispatch(self) -> None:
-        for call in self.calls:
-            while call.queued and self.idle and len(self.running) < self.settings.concurrent:
-                i = call.queued.pop(0)
-                request = call.requests[i]
-                trainer = self.idle.pop()
-                job, unit = self._job(request)
-                self.running[trainer.run.remote(job)] = (call, i, trainer, self.key(request), unit)
-
-    def _job(self, request: EvaluateRequest) -> tuple[NodeJob, dict]:
+    def job(self, request: EvaluateRequest) -> tuple[NodeJob, dict]:
         folder = Path(self.settings.folder)
         script = folder / "candidates" / f"{request.sha}.py"
         script.parent.mkdir(parents=True, exist_ok=True)
@@ -113,18 +76,10 @@ class EvaluatorPool:
         unit = {"sha": request.sha, "record": request.record, "seed": request.seed, "beat_time_ms": request.beat_time_ms}
         return NodeJob(record, str(log), rules, env, str(script), sandbox=self.settings.sandbox), unit
 
-    def wait(self, calls: Sequence[EvaluationCall]):
-        while not all(c.done for c in calls):
-            ready, _ = ray.wait(list(self.running), num_returns=1)
-            call, i, trainer, key, unit = self.running.pop(ready[0])
-            evaluation = self._evaluation(ray.get(ready[0]))
-            self.store.append(key, unit, dataclasses.asdict(evaluation))
-            call.results[i] = evaluation
-            self.idle.append(trainer)
-            if call.done:
-                self.calls.remove(call)
-            self._dispatch()
-        return list(calls), []
+    def reply(self, request: EvaluateRequest, result: dict, unit: dict) -> Evaluation:
+        evaluation = self._evaluation(result)
+        self.store.append(self.key(request), unit, dataclasses.asdict(evaluation))
+        return evaluation
 
     def _evaluation(self, result: dict) -> Evaluation:
         reason = result["reason"]
@@ -136,10 +91,6 @@ class EvaluatorPool:
                           log_tail=log_tail(result["log_path"]), wall_s=result["wall_s"],
                           started_at=result["started_at"], ray_node=result.get("node_id", ""),
                           compute_seconds=result["wall_s"])
-
-    def shutdown(self) -> None:
-        for trainer in self.trainers:
-            ray.kill(trainer)
 
 
 def log_tail(path) -> str:

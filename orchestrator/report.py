@@ -50,3 +50,18 @@ def write_summary(run_dir: Path, summary: Summary, meta: dict) -> None:
         "tables": summary.tables,
         "figures": {k: str(Path(p).relative_to(run_dir)) for k, p in summary.figures.items()},
     })
+
+
+# What says how long one attempt took or which attempt it was: a resumed run and a refactor differ there only.
+ATTEMPT_PARTS = ("wall", "seconds")
+ATTEMPT_KEYS = ("run_id", "config_hash", "units_run_now")
+
+
+def comparable_summary(value):
+    """A summary.json without its attempt fields, for checking that two runs gave the same numbers."""
+    if isinstance(value, dict):
+        return {k: comparable_summary(v) for k, v in value.items()
+                if k not in ATTEMPT_KEYS and not any(part in k for part in ATTEMPT_PARTS)}
+    if isinstance(value, list):
+        return [comparable_summary(v) for v in value]
+    return value

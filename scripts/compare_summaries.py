@@ -8,18 +8,7 @@ same numbers.
 import json
 import sys
 
-SKIPPED_PARTS = ("wall", "seconds")
-SKIPPED_KEYS = ("run_id", "config_hash", "units_run_now")
-
-
-def comparable(value):
-    if isinstance(value, dict):
-        return {k: comparable(v) for k, v in value.items()
-                if k not in SKIPPED_KEYS and not any(part in k for part in SKIPPED_PARTS)}
-    if isinstance(value, list):
-        return [comparable(v) for v in value]
-    return value
-
+from orchestrator.report import comparable_summary
 
 def differences(a, b, path=""):
     if isinstance(a, dict) and isinstance(b, dict):
@@ -41,7 +30,7 @@ def differences(a, b, path=""):
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         sys.exit(__doc__.splitlines()[0])
-    a, b = (comparable(json.loads(open(path).read())) for path in argv)
+    a, b = (comparable_summary(json.loads(open(path).read())) for path in argv)
     found = differences(a, b)
     print(f"{len(found)} differences (timing, run id and config hash aside)")
     for line in found[:40]:

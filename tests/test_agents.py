@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO
 from orchestrator.agents.coders import HOSTILE, MutateCoder, ReplayCoder, ScriptedCoder, diff_blocks, hostile
-from orchestrator.agents.edits import EditError, apply_edit, search_replace, whole_file
+from orchestrator.edits import EditError, apply_edit, search_replace, whole_file
 from orchestrator.agents.journal import Journal, Tree, read_events, without_timing
 from orchestrator.agents.protocol import Evaluate, Evaluation
 from orchestrator.agents.scaffolds import PRESETS, Scaffold

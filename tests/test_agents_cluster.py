@@ -6,7 +6,7 @@ import yaml
 from ray.cluster_utils import Cluster
 
 from actors.evaluator import EvaluationSettings, EvaluatorPool
-from orchestrator.agents.edits import search_replace
+from orchestrator.edits import search_replace
 from orchestrator.agents.journal import Journal
 from orchestrator.agents.protocol import Evaluate
 from orchestrator.agents.scaffolds import Scaffold

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from orchestrator.agents.edits import search_replace
+from orchestrator.edits import search_replace
 from orchestrator.agents.openai_coder import OpenAICoder
 from orchestrator.agents.scaffolds import Scaffold
 from orchestrator.protocols import ProposeRequest

@@ -12,9 +12,9 @@ HEAVY = ("ray", "torch", "wandb", "transformers", "vllm")
 PURE = ("orchestrator.search", "orchestrator.driver", "orchestrator.stats", "orchestrator.protocols",
         "orchestrator.tts.stats", "orchestrator.passuntil.estimators", "orchestrator.passuntil.fit",
         "orchestrator.passuntil.sampling", "orchestrator.speedrun.stats", "orchestrator.speedrun.fsr",
-        "orchestrator.speedrun.logparse", "orchestrator.grading",
+        "orchestrator.speedrun.logparse", "orchestrator.grading", "orchestrator.edits",
         "orchestrator.agents.scaffolds", "orchestrator.agents.search", "orchestrator.agents.coders",
-        *(f"orchestrator.scientist.{m}" for m in ("loop", "ideas", "edits", "state", "notes", "final_info",
+        *(f"orchestrator.scientist.{m}" for m in ("loop", "ideas", "state", "notes", "final_info",
                                                     "template", "protocol", "coder")))
 
 

@@ -9,7 +9,7 @@ from orchestrator.driver import LocalPool, drive
 from orchestrator.protocols import Propose, Proposal
 from orchestrator.sandbox import SandboxConfig
 from orchestrator.scientist import state as store
-from orchestrator.scientist.edits import search_replace
+from orchestrator.edits import search_replace
 from orchestrator.scientist.execute import RunnerSettings, SandboxRunner
 from orchestrator.scientist.loop import LoopSettings, idea_loop
 from orchestrator.scientist.notes import COMMENTARY_HEADER
@@ -165,9 +165,9 @@ def test_edit_format_errors_count_as_attempts(tmp_path):
     run_loop(folder, template, coder, CountingRunner(), SETTINGS)
     run1 = store.load(folder).runs[1]
     assert [a.outcome for a in run1.attempts] == ["edit_error"] * 4
-    assert "did not conform to the edit format" in run1.attempts[0].reason
+    assert "the edit is in neither format" in run1.attempts[0].reason
     assert "SEARCH text is not in the file" in run1.attempts[3].reason
-    assert "did not conform" in coder.requests[1].history[-1]  # the coder is told why
+    assert "neither format" in coder.requests[1].history[-1]  # the coder is told why
 
 
 def test_plot_failure_is_fed_back_and_fixed(tmp_path):

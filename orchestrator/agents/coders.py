@@ -17,7 +17,7 @@ import random
 import re
 from typing import Callable, Sequence
 
-from orchestrator.agents.edits import EditError, apply_edit, search_replace, whole_file
+from orchestrator.edits import EditError, apply_edit, search_replace, whole_file
 from orchestrator.protocols import Proposal, ProposeRequest
 
 RECORD_LINE = re.compile(r"^Record: (\S+)$", re.M)

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import openai
 
-from orchestrator.agents.edits import FORMAT
+from orchestrator.edits import FORMAT
 from orchestrator.protocols import Proposal, ProposeRequest
 
 SYSTEM = ("You are a research engineer speeding up a neural network training script. Answer with one line "

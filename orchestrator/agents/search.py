@@ -24,7 +24,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from orchestrator.agents.edits import EditError, apply_edit
+from orchestrator.edits import EditError, apply_edit
 from orchestrator.agents.journal import Journal, Node, Tree
 from orchestrator.agents.protocol import Evaluate, EvaluateRequest
 from orchestrator.agents.scaffolds import Scaffold

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from orchestrator.protocols import Proposal, ProposeRequest
-from orchestrator.scientist.edits import search_replace
+from orchestrator.edits import search_replace
 from orchestrator.scientist.protocol import ALL_COMPLETED, HINT_EXPERIMENT, HINT_IDEA, HINT_REFLECT, IDEA_DONE
 
 IDEA_LINE = re.compile(r"^Idea: (\S+)$", re.M)

@@ -25,7 +25,7 @@ from pathlib import Path
 from orchestrator.protocols import Propose, ProposeRequest
 from orchestrator.sandbox import UntrustedOutput, read_output
 from orchestrator.scientist import notes, state as store
-from orchestrator.scientist.edits import FORMAT, EditError, apply_edit
+from orchestrator.edits import FORMAT, EditError, apply_edit
 from orchestrator.scientist.final_info import brief, metric_value
 from orchestrator.scientist.protocol import ALL_COMPLETED, HINT_EXPERIMENT, HINT_PLOT, Execute, RunRequest, RunResult
 from orchestrator.scientist.state import Attempt, IdeaState, Run
@@ -88,7 +88,7 @@ def idea_loop(idea: dict, folder: Path, template: Template, settings: LoopSettin
                 state.closing_comment = proposal.hypothesis
                 break
             try:
-                edited = apply_edit(script, proposal.edit)
+                edited = _edited(script, proposal.edit)
             except EditError as e:
                 attempts.append(Attempt(a, "edit_error", str(e), change=proposal.hypothesis))
                 continue
@@ -125,6 +125,11 @@ def _run_experiment(work: Path, logs: Path, number: int, attempt: int, script: s
     return result
 
 
+def _edited(script: str, edit: str) -> str:
+    """An empty edit runs the script again as it is (a timeout may have been the machine's)."""
+    return apply_edit(script, edit)[0] if edit.strip() else script
+
+
 def _plots(state: IdeaState, work: Path, logs: Path, folder: Path, template: Template, settings: LoopSettings,
            seed: int):
     script = template.plot
@@ -143,7 +148,7 @@ def _plots(state: IdeaState, work: Path, logs: Path, folder: Path, template: Tem
             try:
                 if proposal.error is not None:
                     raise EditError(f"coder error: {proposal.error}")
-                edited = apply_edit(script, proposal.edit)
+                edited = _edited(script, proposal.edit)
             except EditError as e:
                 state.plot_attempts.append(Attempt(a, "edit_error", str(e), change=proposal.hypothesis))
                 continue
