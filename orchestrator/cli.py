@@ -16,12 +16,7 @@ import json
 import os
 import sys
 
-from orchestrator import runtime, tinyworld
 from orchestrator.config import ConfigError, to_yaml
-from orchestrator.experiments import load_config
-from orchestrator.runner import run
-from orchestrator.sandbox.cli import cli as sandbox_cli
-from orchestrator.speedrun.logparse import main as parse_main
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,10 +52,15 @@ def _kv(overrides: list[str], allowed: dict[str, str]) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # each command imports what it needs: torch, transformers and Ray take seconds to import
     try:
         if args.command == "config":
+            from orchestrator.experiments import load_config
             print(to_yaml(load_config(args.preset, args.overrides)), end="")
         elif args.command == "run":
+            from orchestrator import runtime
+            from orchestrator.experiments import load_config
+            from orchestrator.runner import run
             cfg = load_config(args.preset, args.overrides)
             try:
                 run(cfg)
@@ -69,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "tinyworld":
             return _tinyworld(args)
         elif args.command == "speedrun":
+            from orchestrator.speedrun.logparse import main as parse_main
             return parse_main(args.rest)
         elif args.command == "sandbox":
+            from orchestrator.sandbox.cli import cli as sandbox_cli
             return sandbox_cli(args.rest)
     except ConfigError as e:
         print(f"scalerun: {e}", file=sys.stderr)
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _tinyworld(args) -> int:
+    from orchestrator import tinyworld
     opts = _kv(args.overrides, {"profile": "default", "force": "false"})
     if opts["profile"] not in tinyworld.PROFILES:
         raise ConfigError("profile", opts["profile"], "allowed: " + ", ".join(tinyworld.PROFILES))
