@@ -1,6 +1,8 @@
 """Contracts of the result store: a kill at any byte leaves exactly the complete rows, a torn
-last line is never a row, and appending after it yields a clean file."""
+last line is never a row, appending after it yields a clean file, and every row is on disk and
+fsynced before its append returns."""
 import json
+import os
 
 import pytest
 
@@ -49,3 +51,20 @@ def test_rows_round_trip_and_a_key_is_written_once(tmp_path):
         store.append("k0", {}, {})
     store.close()
     assert len(path.read_bytes().splitlines()) == 2
+
+
+def test_each_row_is_in_the_file_and_fsynced_before_append_returns(tmp_path, monkeypatch):
+    path = tmp_path / "results.jsonl"
+    store = ResultStore(path)
+    rows_at_fsync = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        rows_at_fsync.append(path.read_bytes().count(b"\n"))  # what another reader sees now
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    for i in range(3):
+        store.append(f"k{i}", {"problem": i}, {"correct": True})
+        assert rows_at_fsync == list(range(1, i + 2))  # one fsync per row, once the row was written
+    store.close()

@@ -1,13 +1,16 @@
 """Contracts of the search core: truncated solutions do not vote on an intermediate number, a
-lookahead rollout stops once its completion ended, votes and aggregation on hand-worked cases."""
+lookahead rollout stops once its completion ended, votes and aggregation on hand-worked cases, an
+empty sample adds no step, every expansion draws with its own seed, the range of top_p."""
+import itertools
+
 import pytest
 
 from orchestrator.grading import extract_answer
 from orchestrator.protocols import PromptFormat, Usage
 from orchestrator.search import STRATEGIES, SearchConfig, run
 from orchestrator.search.aggregate import aggregate, group_answers, vote
-from orchestrator.search.steps import Node, rollout
-from fakes import RuleScorer, ScriptedPolicy
+from orchestrator.search.steps import Node, expand, rollout
+from fakes import RuleScorer, ScriptedPolicy, SeededPolicy, hashed_score
 
 FMT = PromptFormat(template="{question}\n", step_delimiter="\n")
 
@@ -94,3 +97,30 @@ def test_votes_on_hand_worked_classes_with_ties_and_missing_answers():
     assert vote("weighted", classes, scores) == 0  # .5 against .4
     assert vote("weighted", classes, [0.2, 0, 0.3, 0.2, 0.1, 0]) == 0  # .4 against .4: first seen
     assert vote("majority", [None, None], [1.0, 1.0]) is None
+
+
+def test_an_empty_sample_adds_no_step():
+    # A model that ends right after a final delimiter samples "" with EOS: the node completes as is.
+    parent = Node(1, 0, "a", ("a",), (.5,), "stop")
+    policy = ScriptedPolicy({prompt("a"): [("", "eos"), ("b", "stop")]})
+    (children,) = run(expand("q", [parent], 2, SearchConfig(), FMT, 0, Usage(), itertools.count(2)), policy, None)
+    assert [(c.id, c.parent, c.step, c.steps, c.step_scores, c.complete) for c in children] == [
+        (2, 1, "", ("a",), (.5,), True), (3, 1, "b", ("a", "b"), (.5,), False)]
+    assert children[0].solution(FMT, extract_answer).steps == ["a"]
+
+
+def test_every_expansion_draws_with_its_own_seed():
+    # DVTS starts its 4 subtrees from one prompt: only their seeds keep them from being one tree.
+    policy = SeededPolicy("\n")
+    strategy = STRATEGIES["dvts"]("q", 8, SearchConfig(beam_width=2), FMT, 0, extract_answer, str.__eq__)
+    result = run(strategy, policy, RuleScorer(hashed_score))
+    assert [r.prompt for r in policy.calls[0]] == [prompt()] * 4
+    sampled = [r for call in policy.calls for r in call]
+    assert len({r.seed for r in sampled}) == len(sampled) > 4
+    assert len({tuple(node.step for node in tree) for tree in result.trees}) == 4
+
+
+@pytest.mark.parametrize("top_p, bad", [(1.0, []), (0.5, []), (0.0, [("top_p", 0.0, "must be in (0, 1]")]),
+                                        (1.5, [("top_p", 1.5, "must be in (0, 1]")])])
+def test_top_p_is_in_the_half_open_unit_interval(top_p, bad):
+    assert SearchConfig(top_p=top_p).problems() == bad

@@ -1,9 +1,11 @@
-"""Contracts of the speedrun statistics and log parser on hand-worked cases and boundaries
-(a loss exactly at the target, zero spread, single runs, launcher prefixes, the script source)."""
+"""Contracts of the speedrun statistics, log parser and FSR on hand-worked cases and boundaries
+(a loss exactly at the target, zero spread, single runs, launcher prefixes, the script source,
+training lines without a loss, missed runs)."""
 import math
 
 import pytest
 
+from orchestrator.speedrun.fsr import fsr_over_runs
 from orchestrator.speedrun.logparse import LogParser, parse_lines
 from orchestrator.speedrun.stats import interleaved_order, speedup, summarize, val_loss_acceptance
 
@@ -86,3 +88,20 @@ def test_training_lines_update_the_live_state_without_adding_validations():
     assert parser.feed("step:7/20 train_loss:nan train_time:700ms step_avg:100ms") is None
     assert (parser.last_step, parser.total_steps, parser.last_train_time_ms) == (7, 20, 700.0)
     assert math.isnan(parser.last_train_loss) and parser.steps == []
+
+
+def test_training_lines_without_a_loss_still_move_the_live_state():
+    # Early modded-nanogpt logs print `step:{s}/{N} train_time:...` with no train_loss.
+    parser = LogParser()
+    parser.feed("step:5/20 train_loss:4.0 train_time:500ms step_avg:100ms")
+    assert parser.feed("[default0]:step:6/20 train_time:600ms step_avg:100ms") is None
+    assert (parser.last_step, parser.total_steps, parser.last_train_time_ms, parser.last_train_loss) == \
+        (6, 20, 600.0, 4.0)
+    assert parser.steps == [] and parser.format == "modded"
+
+
+def test_fsr_over_runs_counts_a_missed_run_as_zero():
+    # Records at 3 s and 1 s: a 2 s run recovers half the gap, a miss nothing; the mean is 1/4.
+    out = fsr_over_runs([3.0, 3.0], [1.0, 1.0], [2.0, None], n_boot=200)
+    assert (out["fsr"], out["runs"], out["misses"]) == (0.25, 2, 1)
+    assert 0.0 <= out["ci_low"] <= out["fsr"] <= out["ci_high"] <= 0.5

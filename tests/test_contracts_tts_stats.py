@@ -1,8 +1,10 @@
 """Contracts of the tts statistics: difficulty levels with ties, compute-optimal selection noise,
-the efficiency multiplier."""
+the efficiency multiplier, and the shared bootstrap intervals the sweep reports (percentile tails,
+the two-stage bootstrap's second stage)."""
 import numpy as np
 import pytest
 
+from orchestrator.stats import percentile_interval, two_stage_bootstrap_interval
 from orchestrator.tts.stats import (
     Config, bootstrap_folds, compute_optimal, difficulty_levels, efficiency_multiplier, matching_budget,
     two_fold_split,
@@ -124,3 +126,15 @@ def test_efficiency_multiplier_interval_brackets_a_noisy_estimate():
     m = efficiency_multiplier(weighted, curve, 4, levels, seed=1, n_boot=400)
     assert 1.0 < m.value < 4.0  # about 2: beam@4 matches weighted@8
     assert m.low < m.value < m.high
+
+
+def test_percentile_interval_splits_the_tails_and_skips_non_finite_replicates():
+    assert percentile_interval(np.arange(101), 0.9) == pytest.approx((5.0, 95.0))
+    assert percentile_interval([*range(101), np.inf, np.nan]) == pytest.approx((2.5, 97.5))
+    assert np.isnan(percentile_interval([np.inf, np.nan])).all()
+
+
+def test_two_stage_bootstrap_resamples_the_draws_of_each_problem():
+    # One problem with draws 0 and 1: a replicate's mean is 0, 1/2 or 1 (chances 1/4, 1/2, 1/4),
+    # so the 95% interval is [0, 1]; resampling the problems alone would give the point 1/2.
+    assert two_stage_bootstrap_interval([[0.0, 1.0]], seed=0) == (0.5, 0.0, 1.0)
