@@ -105,3 +105,8 @@ def test_fsr_over_runs_counts_a_missed_run_as_zero():
     out = fsr_over_runs([3.0, 3.0], [1.0, 1.0], [2.0, None], n_boot=200)
     assert (out["fsr"], out["runs"], out["misses"]) == (0.25, 2, 1)
     assert 0.0 <= out["ci_low"] <= out["fsr"] <= out["ci_high"] <= 0.5
+
+
+def test_fsr_over_runs_counts_misses_when_the_records_have_no_time():
+    assert fsr_over_runs([], [1.0], [None, 2.0]) == {"fsr": 0.0, "ci_low": None, "ci_high": None, "runs": 2,
+                                                     "misses": 1}

@@ -36,8 +36,9 @@ def fsr_over_runs(t_record: list[float], t_next_record: list[float], t_candidate
     a candidate that reaches the target in 1 run of 4 scores a quarter of what it would if it
     always did.
     """
+    misses = sum(t is None for t in t_candidate)
     if not t_record or not t_next_record or not t_candidate:
-        return {"fsr": 0.0, "ci_low": None, "ci_high": None, "runs": len(t_candidate), "misses": 0}
+        return {"fsr": 0.0, "ci_low": None, "ci_high": None, "runs": len(t_candidate), "misses": misses}
 
     def value(ti, tn, tc):
         a, b = sum(ti) / len(ti), sum(tn) / len(tn)
@@ -49,4 +50,4 @@ def fsr_over_runs(t_record: list[float], t_next_record: list[float], t_candidate
     tail = (1 - confidence) / 2
     return {"fsr": value(t_record, t_next_record, t_candidate),
             "ci_low": replicates[int(tail * (n_boot - 1))], "ci_high": replicates[int((1 - tail) * (n_boot - 1))],
-            "runs": len(t_candidate), "misses": sum(t is None for t in t_candidate)}
+            "runs": len(t_candidate), "misses": misses}
