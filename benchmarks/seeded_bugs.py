@@ -5,7 +5,7 @@ the repository's tracked files (as they are in the working tree, so new tests co
 are committed), and the fast pure-core tests (`FAST_TESTS`) run in that copy. A mutation is caught
 when they fail (a collection error or a run past the timeout included), survived when they pass.
 
-    python benchmarks/seeded_bugs.py [--only SUBSTRING] [--timeout 300]
+    python benchmarks/seeded_bugs.py [--only SUBSTRING] [--timeout 300] [--mutations FILE]
 
 The mutations span the search strategies, the tts statistics, the shared bootstrap, the PassUntil
 estimators and fit, the speedrun statistics, log parser and FSR, the grader and the result store;
@@ -269,8 +269,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="", help="keep mutations whose file or description holds this")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per test run")
+    ap.add_argument("--mutations", default="",
+                    help='JSON list of {"file", "old", "new", "description"} used instead of MUTATIONS')
     args = ap.parse_args()
-    chosen = [m for m in MUTATIONS if args.only in m.file or args.only in m.description]
+    mutations = ([Mutation(**m) for m in json.loads(Path(args.mutations).read_text())] if args.mutations
+                 else MUTATIONS)
+    chosen = [m for m in mutations if args.only in m.file or args.only in m.description]
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="seeded-bugs-") as tmp:
         copy = Path(tmp)
