@@ -6,7 +6,7 @@ import pytest
 from scipy import stats as sps
 
 from orchestrator.passuntil.estimators import PassUntilRule, estimate
-from orchestrator.passuntil.fit import fit_task_law, pu_from_loglog
+from orchestrator.passuntil.fit import fit_instance_law, fit_task_law, pu_from_loglog
 from orchestrator.passuntil.sampling import pass_until
 from orchestrator.protocols import GenerateResult, Sample
 from orchestrator.search import run
@@ -98,3 +98,14 @@ def test_pass_until_tells_the_grader_which_samples_were_truncated():
     out = run(pass_until("q", PassUntilRule(r=2, cap=8, first_round=4), 0, grade, fixed_k=4), TruncatingPolicy(), None)
     assert seen[:4] == [False, True, False, True]
     assert (out["passes"], out["samples"], out["fixed_k_passes"]) == (2, 3, 2)
+
+
+def test_each_instance_line_is_the_one_its_prediction_uses():
+    rng = np.random.default_rng(3)
+    params = np.array([1e5, 3e5, 1e6, 3e6])
+    p = np.exp(-2.0 * params[:, None] ** -(0.3 + 0.1 * rng.uniform(size=20))[None, :])
+    n = np.full_like(p, 200.0)
+    k = np.round(p * n)
+    fit = fit_instance_law(params, k, n, k / n)
+    lines = np.array(fit.intercepts) + np.array(fit.slopes) * np.log(params[-1])
+    assert pu_from_loglog(lines).mean() == pytest.approx(fit.prediction.predicted, rel=1e-9)

@@ -124,3 +124,18 @@ def test_every_expansion_draws_with_its_own_seed():
                                         (1.5, [("top_p", 1.5, "must be in (0, 1]")])])
 def test_top_p_is_in_the_half_open_unit_interval(top_p, bad):
     assert SearchConfig(top_p=top_p).problems() == bad
+
+
+def test_temperature_zero_is_greedy_and_valid_below_it_is_not():
+    assert SearchConfig(temperature=0.0).problems() == []
+    assert [key for key, *_ in SearchConfig(temperature=-0.1).problems()] == ["temperature"]
+
+
+def test_dvts_moves_to_the_first_of_tied_siblings():
+    # the complete sibling comes first and ties the open one: the subtree ends with its answer
+    policy = ScriptedPolicy({prompt(): [("x =4", "eos"), ("y", "stop")], prompt("y"): [("y1 =5", "eos")] * 2})
+    scorer = RuleScorer(lambda question, steps: 0.5)
+    strategy = STRATEGIES["dvts"]("q", 2, SearchConfig(beam_width=2), FMT, 0,
+                                  lambda t, truncated: t.rsplit("=", 1)[1] if "=" in t else None, str.__eq__)
+    result = run(strategy, policy, scorer)
+    assert [s.steps for s in result.solutions] == [["x =4"]] and result.answer == "4"

@@ -110,3 +110,11 @@ def test_fsr_over_runs_counts_a_missed_run_as_zero():
 def test_fsr_over_runs_counts_misses_when_the_records_have_no_time():
     assert fsr_over_runs([], [1.0], [None, 2.0]) == {"fsr": 0.0, "ci_low": None, "ci_high": None, "runs": 2,
                                                      "misses": 1}
+
+
+def test_a_validation_line_cut_before_its_unit_is_not_a_point():
+    parser = LogParser(target=3.28)
+    assert parser.feed("step:500/1750 val_loss:3.2100 train_time:1234") is None  # still being written
+    assert parser.steps == []
+    assert parser.feed("step:500/1750 val_loss:3.2100 train_time:1234ms step_avg:2.47ms") == {
+        "step": 500, "val_loss": 3.21, "train_time_ms": 1234.0}
