@@ -13,33 +13,39 @@ from typing import Callable, Sequence
 from orchestrator.protocols import GenerateRequest, GenerateResult, Sample, ScoreRequest, ScoreResult
 
 
-class ScriptedPolicy:
+class RecordingPolicy:
+    """A policy answering each request with `rows(request)`, (text, finish_reason) pairs; `calls`
+    records every batch."""
+
+    calls: list[list[GenerateRequest]]
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        self.calls.append(list(requests))
+        return [result(request, self.rows(request)) for request in requests]
+
+
+class ScriptedPolicy(RecordingPolicy):
     """`table[prompt]` lists the (text, finish_reason) samples of that prompt: requests take them
     in turn, so two requests for one prompt get different samples. `greedy[prompt]` answers
-    temperature-0 requests. `calls` records every batch."""
+    temperature-0 requests."""
 
     def __init__(self, table: dict[str, list[tuple[str, str]]], greedy: dict[str, tuple[str, str]] | None = None):
         self.table, self.greedy = table, greedy or {}
         self.served = {prompt: 0 for prompt in table}
         self.calls: list[list[GenerateRequest]] = []
 
-    def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
-        self.calls.append(list(requests))
-        results = []
-        for request in requests:
-            if request.temperature == 0:
-                rows = [self.greedy[request.prompt]] * request.n
-            else:
-                start = self.served[request.prompt]
-                rows = self.table[request.prompt][start:start + request.n]
-                if len(rows) < request.n:
-                    raise KeyError(f"script has no more samples for {request.prompt!r}")
-                self.served[request.prompt] += request.n
-            results.append(result(request, rows))
-        return results
+    def rows(self, request: GenerateRequest) -> list[tuple[str, str]]:
+        if request.temperature == 0:
+            return [self.greedy[request.prompt]] * request.n
+        start = self.served[request.prompt]
+        rows = self.table[request.prompt][start:start + request.n]
+        if len(rows) < request.n:
+            raise KeyError(f"script has no more samples for {request.prompt!r}")
+        self.served[request.prompt] += request.n
+        return rows
 
 
-class SeededPolicy:
+class SeededPolicy(RecordingPolicy):
     """A random tree of steps "s<k>" ending in an answer step "=<k>" with EOS (or, rarely, a step
     cut at max tokens); samples are a function of (prompt, seed), greedy ones of the prompt."""
 
@@ -47,17 +53,10 @@ class SeededPolicy:
         self.delimiter, self.answers = step_delimiter, answers
         self.calls: list[list[GenerateRequest]] = []
 
-    def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
-        self.calls.append(list(requests))
-        results = []
-        for request in requests:
-            if request.temperature == 0:
-                rows = [self.sample(request, random.Random(request.prompt))]
-            else:
-                rows = [self.sample(request, random.Random(f"{request.prompt}|{request.seed}|{i}"))
-                        for i in range(request.n)]
-            results.append(result(request, rows))
-        return results
+    def rows(self, request: GenerateRequest) -> list[tuple[str, str]]:
+        if request.temperature == 0:
+            return [self.sample(request, random.Random(request.prompt))]
+        return [self.sample(request, random.Random(f"{request.prompt}|{request.seed}|{i}")) for i in range(request.n)]
 
     def sample(self, request: GenerateRequest, rng: random.Random) -> tuple[str, str]:
         depth = request.prompt.count(self.delimiter)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.passuntil.fit import loglog
-from orchestrator.plots import plt, save
+from orchestrator.plots import finish, plt
 
 
 def scaling_law(path: Path, model_rows: list[dict], fit) -> Path:
@@ -24,12 +24,8 @@ def scaling_law(path: Path, model_rows: list[dict], fit) -> Path:
         grid = np.linspace(x.min() - 0.1, x.max() + 0.1, 50)
         ax.plot(grid, fit.intercept + fit.slope * grid, "k--", label=f"fit: slope {fit.slope:.2f}")
         ax.plot([x[-1]], [loglog([fit.prediction.predicted])[0]], "r*", ms=14, label="predicted (held out)")
-    ax.set_xlabel("log N (non-embedding parameters)")
-    ax.set_ylabel("log(-log PU)")
-    ax.set_title("task scaling law (Hu et al. 2023, Eq. 3)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return save(fig, path)
+    return finish(fig, ax, path, "log N (non-embedding parameters)", "log(-log PU)",
+                  "task scaling law (Hu et al. 2023, Eq. 3)")
 
 
 def fixed_vs_passuntil(path: Path, model_rows: list[dict], fixed_k: int) -> Path:
@@ -44,8 +40,4 @@ def fixed_vs_passuntil(path: Path, model_rows: list[dict], fixed_k: int) -> Path
     ax.plot(n, fixed, "s--", label=f"fixed K={fixed_k} pass@1 (0 drawn at the floor)")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("N (non-embedding parameters)")
-    ax.set_ylabel("pass rate")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return save(fig, path)
+    return finish(fig, ax, path, "N (non-embedding parameters)", "pass rate")

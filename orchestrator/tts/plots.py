@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from orchestrator.plots import plt, save
+from orchestrator.plots import finish, plt
 
 
 def accuracy_vs_budget(path: Path, rows: list[dict], x_key: str, title: str) -> Path:
@@ -20,12 +20,8 @@ def accuracy_vs_budget(path: Path, rows: list[dict], x_key: str, title: str) -> 
         ax.plot(x, [r["accuracy"] for r in rs], style, label=method)
         ax.fill_between(x, [r["ci_low"] for r in rs], [r["ci_high"] for r in rs], alpha=0.12)
     ax.set_xscale("log", base=2 if x_key == "n" else 10)
-    ax.set_xlabel({"n": "budget N (generations per problem)", "flops": "FLOPs per problem"}.get(x_key, x_key))
-    ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return save(fig, path)
+    xlabel = {"n": "budget N (generations per problem)", "flops": "FLOPs per problem"}.get(x_key, x_key)
+    return finish(fig, ax, path, xlabel, "accuracy", title)
 
 
 def level_bars(path: Path, rows: list[dict], n: int) -> Path:
@@ -40,11 +36,8 @@ def level_bars(path: Path, rows: list[dict], n: int) -> Path:
         ax.bar([lv + (i - len(methods) / 2 + 0.5) * width for lv in levels],
                [acc.get(lv, 0) for lv in levels], width, label=m)
     ax.set_xticks(levels)
-    ax.set_xlabel("difficulty level (1 = easiest)")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"accuracy by level at N={n}")
-    ax.legend(fontsize=7, ncol=2)
-    return save(fig, path)
+    return finish(fig, ax, path, "difficulty level (1 = easiest)", "accuracy", f"accuracy by level at N={n}",
+                  legend_size=7, grid=False, ncol=2)
 
 
 def compute_optimal(path: Path, curve_rows: list[dict], accuracy_rows: list[dict]) -> Path:
@@ -63,9 +56,4 @@ def compute_optimal(path: Path, curve_rows: list[dict], accuracy_rows: list[dict
             ax.plot([r["n"] for r in rs], [r["accuracy"] for r in rs], style, lw=2,
                     label=f"compute-optimal ({bins} bins)")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("budget N")
-    ax.set_ylabel("accuracy")
-    ax.set_title("compute-optimal test-time scaling")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return save(fig, path)
+    return finish(fig, ax, path, "budget N", "accuracy", "compute-optimal test-time scaling", legend_size=7)
