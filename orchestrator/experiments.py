@@ -18,13 +18,18 @@ from ray import cloudpickle  # Ray serialises with its own copy of cloudpickle
 
 from orchestrator.config import ConfigError, build_config, read_preset
 
-# Built-in kinds: name -> "module:attribute", imported only when used.
+# Built-in kinds: name -> "module:attribute" of its Experiment, imported only when used.
 KINDS = {
     "tts": "orchestrator.tts.experiment:EXPERIMENT",
     "speedrun": "orchestrator.speedrun.experiment:EXPERIMENT",
     "passuntil": "orchestrator.passuntil.experiment:EXPERIMENT",
     "ai-scientist": "orchestrator.scientist.experiment:EXPERIMENT",
     "agents": "orchestrator.agents.experiment:EXPERIMENT",
+}
+# Config schemas kept apart from their experiments, so that checking a config imports no torch.
+SCHEMAS = {
+    "tts": "orchestrator.tts.config:TTSConfig",
+    "passuntil": "orchestrator.passuntil.config:PassUntilConfig",
 }
 
 
@@ -67,10 +72,18 @@ def get_experiment(kind: str) -> Experiment:
     return experiment
 
 
+def config_class(kind: str) -> type:
+    """The config schema of a kind: its `SCHEMAS` entry, else its experiment's."""
+    if kind in SCHEMAS:
+        module_name, attr = SCHEMAS[kind].split(":")
+        return getattr(importlib.import_module(module_name), attr)
+    return get_experiment(kind).config_class
+
+
 def load_config(preset: str, overrides: Sequence[str] = ()) -> Any:
     """A preset plus `key=value` overrides, resolved into the validated config of its kind."""
     found = read_preset(preset, overrides)
-    return build_config(get_experiment(found.kind).config_class, found)
+    return build_config(config_class(found.kind), found)
 
 
 def _load_file(path: Path):

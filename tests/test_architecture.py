@@ -109,6 +109,22 @@ def test_checking_a_tts_config_loads_no_torch():
     assert p.returncode == 0, p.stderr
 
 
+def test_loading_a_preset_with_a_schema_loads_no_torch():
+    from orchestrator.experiments import SCHEMAS
+    code = ("import sys\nfrom orchestrator.experiments import load_config\n"
+            "for preset in ('tts-smoke', 'passuntil-smoke'):\n    load_config(preset)\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    assert set(SCHEMAS) == {"tts", "passuntil"}
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+
+
+def test_each_schema_is_its_experiments_config_class():
+    from orchestrator.experiments import SCHEMAS, config_class, get_experiment
+    for kind in SCHEMAS:
+        assert config_class(kind) is get_experiment(kind).config_class
+
+
 def test_prm_family_names_match_the_families():
     from actors.prm_families import FAMILIES
     from orchestrator.models import PRM_FAMILY_NAMES

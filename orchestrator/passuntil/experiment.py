@@ -9,19 +9,19 @@ contrasts PU with a plain fixed-K pass@1 from the first K draws of the same inst
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from actors.launch import launch_policy_pool
 from orchestrator.checkpoints import num_parameters
-from orchestrator.config import ConfigError, RunConfig, check_choice, content_hash, result_setup
-from orchestrator.datasets import DatasetConfig, load_items
+from orchestrator.config import content_hash, result_setup
+from orchestrator.datasets import load_items
 from orchestrator.driver import drive
 from orchestrator.experiments import Experiment, Summary
 from orchestrator.grading import grade
-from orchestrator.models import ModelConfig, placement_keys
+from orchestrator.models import placement_keys
 from orchestrator.passuntil import plots
+from orchestrator.passuntil.config import PassUntilConfig
 from orchestrator.passuntil.estimators import PassUntilRule, estimate_arrays
 from orchestrator.passuntil.fit import NoTaskLine, fit_instance_law, fit_task_law
 from orchestrator.passuntil.sampling import pass_until
@@ -39,50 +39,6 @@ NOT_IN_UNIT_KEY = (
     "series", "models",  # which models exist: a unit names its own model
     "dataset.num_problems",  # how many problems
 )
-
-
-@dataclass
-class PassUntilConfig(RunConfig):
-    experiment: str = "passuntil"
-    series: str = "default"  # a tiny-world series profile; ignored when `models` is set
-    models: list[str] = field(default_factory=list)  # HF checkpoint folders, smallest to largest
-    policy: ModelConfig = field(default_factory=ModelConfig)  # backend and placement for every model
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    r: int = 2  # passes to stop at (r >= 2 makes the estimator unbiased)
-    cap: int = 1024  # draws at most per instance; then the instance is censored
-    first_round: int = 32
-    fixed_k: int = 16  # the fixed-K contrast: pass@1 from the first K draws
-    # "answer": the final answer is right. "chain": every step equals the reference solution's
-    # (arith only): with answers in 1..99 a model that cannot add still guesses right about 1%
-    # of the time, a floor that would hide the small models' true pass rates.
-    pass_criterion: str = "answer"
-    temperature: float = 0.8
-    max_tokens: int = 128
-    # Every (model, problem) draws from its own random stream. True: each problem's stream is
-    # shared by all models (common random numbers, for paired comparisons between models).
-    paired_models: bool = False
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.models:
-            check_choice("series", self.series, tuple(SERIES))
-        elif len(self.models) < 3:
-            raise ConfigError("models", self.models, "need at least 3 models: 2 to fit, 1 to predict")
-        for i, path in enumerate(self.models):
-            ModelConfig(path=path).validate(f"models[{i}]")
-        self.policy.validate("policy")
-        check_choice("pass_criterion", self.pass_criterion, ("answer", "chain"))
-        if self.pass_criterion == "chain" and self.dataset.name != "arith":
-            raise ConfigError("pass_criterion", self.pass_criterion,
-                              "chain needs reference steps: allowed with dataset.name=arith only")
-        if self.r < 1:
-            raise ConfigError("r", self.r, "must be >= 1 (>= 2 for an unbiased estimate)")
-        if self.cap < self.r:
-            raise ConfigError("cap", self.cap, f"must be >= r ({self.r})")
-        for key in ("first_round", "fixed_k", "max_tokens"):
-            if getattr(self, key) < 1:
-                raise ConfigError(key, getattr(self, key), "must be a positive int")
-        self.dataset.validate("dataset")
 
 
 def _models(cfg: PassUntilConfig) -> list[dict]:
