@@ -58,13 +58,8 @@ def get_experiment(kind: str) -> Experiment:
     target = KINDS.get(kind, kind)
     if ":" not in target:
         raise ConfigError("experiment", kind, "allowed: " + ", ".join(KINDS) + ", or module:ATTR")
-    module_name, attr = target.rsplit(":", 1)
     try:
-        if module_name.endswith(".py"):
-            module = _load_file(Path(module_name))
-        else:
-            module = importlib.import_module(module_name)
-        experiment = getattr(module, attr)
+        experiment = _attribute(target)
     except (ImportError, AttributeError, FileNotFoundError) as e:
         raise ConfigError("experiment", kind, f"cannot load {target}: {e}") from None
     if not isinstance(experiment, Experiment):
@@ -74,10 +69,14 @@ def get_experiment(kind: str) -> Experiment:
 
 def config_class(kind: str) -> type:
     """The config schema of a kind: its `SCHEMAS` entry, else its experiment's."""
-    if kind in SCHEMAS:
-        module_name, attr = SCHEMAS[kind].split(":")
-        return getattr(importlib.import_module(module_name), attr)
-    return get_experiment(kind).config_class
+    return _attribute(SCHEMAS[kind]) if kind in SCHEMAS else get_experiment(kind).config_class
+
+
+def _attribute(target: str):
+    """The attribute a `module:ATTR` or `path/to/file.py:ATTR` target names, imported."""
+    module_name, attr = target.rsplit(":", 1)
+    module = _load_file(Path(module_name)) if module_name.endswith(".py") else importlib.import_module(module_name)
+    return getattr(module, attr)
 
 
 def load_config(preset: str, overrides: Sequence[str] = ()) -> Any:
