@@ -28,8 +28,8 @@ class CountingPool:
         self.backend_calls += math.ceil(len(items) / max_batch)
         return self.pool.submit(method, items, affinity=affinity)
 
-    def wait(self, calls):
-        return self.pool.wait(calls)
+    def wait(self, calls, num_returns=None, timeout=None):
+        return self.pool.wait(calls, num_returns, timeout)
 
 
 def counted(strategy, steps: Counter):

@@ -1,15 +1,18 @@
-"""The one lockstep driver: many strategy generators at once, their requests merged into few calls.
+"""The one driver: many strategy generators at once, their requests merged into few calls.
 
 A strategy is a generator (a search strategy, a PassUntil sampler, an agent scaffold): it yields
 a request batch (`Generate`, `Score`, ... see protocols.py), receives the results in request
-order, and finally returns its result. Each round, the requests of every active strategy waiting
-on the same kind go out as one call to the pool that `pools` maps that kind to; the calls of one
-round are in flight together, and each strategy advances as soon as its call is back. A finished
+order, and finally returns its result. Lockstep (the default, for batching): each round, the
+requests of every active strategy waiting on the same kind go out as one call to the pool that
+`pools` maps that kind to, and the next round starts when all of the round's calls are back.
+Asynchronous (`lockstep=False`, for requests that take minutes, like a candidate's training
+run): each strategy's batch is its own call, sent as soon as the strategy yields it, and the
+driver advances whichever strategy's call is back first while the others run on. A finished
 strategy is yielded with its wall seconds and the next job takes its slot.
 
-A pool is anything with `submit(method, items, affinity) -> call`, `wait(calls)` and
-`call.result()`: `actors.pool.ReplicaPool` on a cluster, `LocalPool` in one process. The driver
-knows nothing of Ray.
+A pool is anything with `submit(method, items, affinity) -> call`, `wait(calls, num_returns,
+timeout) -> (done, pending)` and `call.result()`: `actors.pool.ReplicaPool` on a cluster,
+`LocalPool` in one process. The driver knows nothing of Ray.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ class Call(Protocol):
 class Pool(Protocol):
     def submit(self, method: str, items: Sequence, affinity=None) -> Call: ...
 
-    def wait(self, calls: Sequence[Call]) -> Any: ...
+    def wait(self, calls: Sequence[Call], num_returns: int | None = None,
+             timeout: float | None = None) -> tuple[list, list]: ...
 
 
 class LocalCall:
@@ -44,20 +48,24 @@ class LocalPool:
     def submit(self, method: str, items: Sequence, affinity=None) -> LocalCall:
         return LocalCall(getattr(self.backend, method)(list(items)))
 
-    def wait(self, calls: Sequence[LocalCall]):
+    def wait(self, calls: Sequence[LocalCall], num_returns: int | None = None, timeout: float | None = None):
         return list(calls), []
+
+
+POLL_S = 0.05  # asynchronous waits on calls of several pools poll each in turn this long
 
 
 def drive(jobs: Iterable[tuple[Any, Any]], pools: dict[type, Pool], max_active: int,
           affinity_key: Callable[[Any], Hashable] = lambda unit: None,
-          stats: dict | None = None) -> Iterator[tuple[Any, Any, float]]:
+          stats: dict | None = None, lockstep: bool = True) -> Iterator[tuple[Any, Any, float]]:
     """Runs `(unit, strategy)` jobs, at most `max_active` at once; yields `(unit, result, wall_s)`.
 
     `pools` is the table from request kind to the pool that answers it (each kind names its
-    method). `affinity_key(unit)` tags every request of a unit (a problem's requests go back to
-    the replica that cached its prefixes). `stats`, if given, gathers `rounds`, the backends'
-    `compute_seconds` per kind and `busy_seconds`: per round, the longest call (they run side
-    by side), to compare with wall time.
+    method; calls are sent in the table's order). `affinity_key(unit)` tags every request of a
+    unit (a problem's requests go back to the replica that cached its prefixes). `lockstep`: see
+    the module's docstring. `stats`, if given, gathers `rounds` (times the driver sent and
+    waited), the backends' `compute_seconds` per kind and, in lockstep, `busy_seconds`: per
+    round, the longest call (they run side by side), to compare with wall time.
     """
     stats = {} if stats is None else stats
     stats.setdefault("rounds", 0)
@@ -65,6 +73,7 @@ def drive(jobs: Iterable[tuple[Any, Any]], pools: dict[type, Pool], max_active: 
     compute = stats.setdefault("compute_seconds", {})
     todo = iter(jobs)
     active: dict[int, list] = {}  # slot -> [unit, strategy, pending batch, start time]
+    inflight: list[tuple[type, list[int], Pool, Call]] = []  # (kind, slots, pool, call)
     next_slot = 0
 
     def advance(slot: int, reply) -> tuple[Any, Any, float] | None:
@@ -92,18 +101,21 @@ def drive(jobs: Iterable[tuple[Any, Any]], pools: dict[type, Pool], max_active: 
         yield from finished
         if not active:
             return
-        calls = []
+        sent = {s for _, slots, _, _ in inflight for s in slots}
         for kind, pool in pools.items():
-            slots = [s for s, a in active.items() if type(a[2]) is kind]
-            if not slots:
+            waiting = [s for s, a in active.items() if type(a[2]) is kind and s not in sent]
+            if not waiting:
                 continue
-            items = [r for s in slots for r in active[s][2].requests]
-            keys = [affinity_key(active[s][0]) for s in slots for _ in active[s][2].requests]
-            calls.append((kind, slots, pool, pool.submit(kind.method, items, affinity=keys)))
+            for slots in [waiting] if lockstep else [[s] for s in waiting]:
+                items = [r for s in slots for r in active[s][2].requests]
+                keys = [affinity_key(active[s][0]) for s in slots for _ in active[s][2].requests]
+                inflight.append((kind, slots, pool, pool.submit(kind.method, items, affinity=keys)))
         stats["rounds"] += 1
         busy = 0.0
-        for kind, slots, pool, call in calls:
+        for entry in (list(inflight) if lockstep else first_back(inflight)):
+            kind, slots, pool, call = entry
             pool.wait([call])
+            inflight.remove(entry)
             results, start = call.result(), 0
             if len(results) != sum(len(active[s][2].requests) for s in slots):
                 raise RuntimeError(f"{kind.__name__}: {len(results)} results for the requests sent")
@@ -116,4 +128,19 @@ def drive(jobs: Iterable[tuple[Any, Any]], pools: dict[type, Pool], max_active: 
                 start += count
                 if done:
                     yield done
-        stats["busy_seconds"] += busy
+        if lockstep:
+            stats["busy_seconds"] += busy
+
+
+def first_back(inflight: list[tuple[type, list[int], Pool, Call]]) -> list[tuple[type, list[int], Pool, Call]]:
+    """The in-flight calls that are back once at least one is (blocking on one pool; polling several)."""
+    by_pool: dict[int, list] = {}
+    for entry in inflight:
+        by_pool.setdefault(id(entry[2]), []).append(entry)
+    timeout = None if len(by_pool) == 1 else POLL_S
+    while True:
+        for entries in by_pool.values():
+            done, _ = entries[0][2].wait([e[3] for e in entries], num_returns=1, timeout=timeout)
+            if done:
+                back = {id(c) for c in done}
+                return [e for e in entries if id(e[3]) in back]

@@ -1,5 +1,8 @@
 """On a simulated 2-node Ray cluster (2 CPUs per node), two trainers of the evaluator pool run two
-candidates of one rollout at the same time, one on each node, sandboxed."""
+candidates of one rollout at the same time, one on each node, sandboxed; and with the driver
+asynchronous, a rollout's next candidate starts on a free trainer while another rollout's runs."""
+import re
+
 import pytest
 import ray
 import yaml
@@ -25,7 +28,7 @@ print("step:5/5 val_loss:2.0000 train_time:100ms step_avg:20.00ms", flush=True)
 """
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cluster():
     mp = pytest.MonkeyPatch()
     mp.setenv("RAY_raylet_start_wait_time_s", "120")  # a busy machine starts raylets slowly
@@ -39,12 +42,16 @@ def cluster():
 
 
 @pytest.mark.slow
-def test_two_trainers_evaluate_candidates_of_one_rollout_at_once_one_per_node(tmp_path, cluster):
-    (tmp_path / "toy.py").write_text(SCRIPT)
-    (tmp_path / "toy.yaml").write_text(yaml.safe_dump({
+def toy_record(folder):
+    (folder / "toy.py").write_text(SCRIPT)
+    (folder / "toy.yaml").write_text(yaml.safe_dump({
         "name": "toy/01", "script": "toy.py", "target_val_loss": 2.3, "resources_per_process": {"CPU": 2},
         "launch": {"launcher": "python"}}))
-    record = load_record(tmp_path / "toy.yaml")
+    return load_record(folder / "toy.yaml")
+
+
+def test_two_trainers_evaluate_candidates_of_one_rollout_at_once_one_per_node(tmp_path, cluster):
+    record = toy_record(tmp_path)
     coder = ScriptedCoder(lambda r: Proposal(search_replace("pause = 4.0", f"pause = {4.0 + r.seed % 7 / 10 + 0.05}"), "x"))
     pool = EvaluatorPool({"toy/01": record}, EvaluationSettings(str(tmp_path / "eval"), SandboxConfig(mode="auto"),
                                                                 timeout_s=60, concurrent=2),
@@ -61,3 +68,36 @@ def test_two_trainers_evaluate_candidates_of_one_rollout_at_once_one_per_node(tm
     assert a["status"] == b["status"] == "ok", (a, b)
     assert a["ray_node"] != b["ray_node"]
     assert a["started_at"] < b["started_at"] + b["wall_s"] and b["started_at"] < a["started_at"] + a["wall_s"]
+
+
+@pytest.mark.slow
+def test_asynchronous_rollouts_start_a_candidate_as_soon_as_a_trainer_is_free(tmp_path, cluster):
+    """A fast rollout (1 s candidates) and a slow one (10 s) on two trainers: the fast one's drafts
+    run while the slow one's root is still running (in lockstep they would wait for it)."""
+    record = toy_record(tmp_path)
+
+    def slower(request):  # a draft 0.05 s slower than the script it edits, so every candidate is new
+        pause = re.search(r"^pause = (\S+)$", request.script, re.M).group(1)
+        return Proposal(search_replace(f"pause = {pause}", f"pause = {float(pause) + 0.05 * (1 + request.seed % 5)}"), "x")
+
+    pool = EvaluatorPool({"toy/01": record}, EvaluationSettings(str(tmp_path / "eval"), SandboxConfig(mode="auto"),
+                                                                timeout_s=60, concurrent=2),
+                         trainers=2, store=ResultStore(tmp_path / "evaluations.jsonl"))
+    journals = {name: Journal(tmp_path / f"{name}.jsonl") for name in ("fast", "slow")}
+    roots = {"fast": SCRIPT.replace("pause = 4.0", "pause = 1.0"), "slow": SCRIPT.replace("pause = 4.0", "pause = 10.0")}
+    drafts = {"fast": 2, "slow": 1}
+    try:
+        jobs = [(name, rollout(Task("toy/01", "toy/02", roots[name], "Record: toy/01"),
+                               Scaffold(name, drafts=drafts[name], branching=0, iterations=1, max_nodes=drafts[name]),
+                               journals[name], 0, lambda s: []))
+                for name in ("slow", "fast")]
+        trees = {u: t for u, t, _ in drive(jobs, {Evaluate: pool, Propose: LocalPool(ScriptedCoder(slower))},
+                                             max_active=2, lockstep=False)}
+    finally:
+        for journal in journals.values():
+            journal.close()
+        pool.shutdown()
+    slow_root = trees["slow"].nodes[0].evaluation
+    fast_drafts = [trees["fast"].nodes[i].evaluation for i in (1, 2)]
+    assert all(e["status"] == "ok" for e in [slow_root, *fast_drafts]), (slow_root, fast_drafts)
+    assert min(e["started_at"] for e in fast_drafts) < slow_root["started_at"] + slow_root["wall_s"]

@@ -79,3 +79,107 @@ def test_a_new_request_kind_plugs_into_the_same_driver():
 def test_a_request_kind_without_a_pool_is_an_error():
     with pytest.raises(TypeError, match="no pool answers Propose"):
         list(drive([("a", proposer("a"))], {Generate: LocalPool(Coder())}, 1))
+
+
+@dataclass
+class Run:
+    """A slow request kind (a candidate's training run): each item is (name, waits it takes)."""
+
+    requests: list[tuple[str, int]]
+    method: ClassVar[str] = "run"
+
+
+class TickingCall:
+    def __init__(self, items):
+        self.names, self.left = [name for name, _ in items], max(waits for _, waits in items)
+
+    @property
+    def done(self):
+        return self.left == 0
+
+    def result(self):
+        return [f"ran {name}" for name in self.names]
+
+
+class TickingPool:
+    """Time passes in ticks, for all of its calls in flight at once: a call is back when its slowest
+    item's ticks have passed. `wait` ticks until enough calls are back, or once with a timeout.
+    Logs ("sent"/"back", names) in order."""
+
+    def __init__(self, events):
+        self.events, self.inflight = events, []
+
+    def submit(self, method, items, affinity=None):
+        assert method == "run"
+        call = TickingCall(items)
+        self.inflight.append(call)
+        self.events.append(("sent", call.names))
+        return call
+
+    def wait(self, calls, num_returns=None, timeout=None):
+        num_returns = len(calls) if num_returns is None else num_returns
+        while sum(c.done for c in calls) < num_returns:
+            for call in list(self.inflight):
+                call.left -= 1
+                if call.done:
+                    self.inflight.remove(call)
+                    self.events.append(("back", call.names))
+            if timeout is not None:
+                break
+        return [c for c in calls if c.done], [c for c in calls if not c.done]
+
+
+class LoggingCoder:
+    def __init__(self, events):
+        self.events = events
+
+    def propose(self, tasks):
+        self.events.append(("proposed", list(tasks)))
+        return [f"{task} edit" for task in tasks]
+
+
+def candidate_loop(name, waits, rounds=2):
+    """Propose, then run the candidate, `rounds` times (a rollout's shape)."""
+    ran = []
+    for k in range(rounds):
+        edit = yield Propose([f"{name}{k}"])
+        ran += (yield Run([(edit[0], waits)]))
+    return ran
+
+
+def drive_candidates(lockstep):
+    events = []
+    jobs = [("a", candidate_loop("a", 4)), ("b", candidate_loop("b", 1))]
+    pools = {Run: TickingPool(events), Propose: LocalPool(LoggingCoder(events))}
+    results = {u: r for u, r, _ in drive(jobs, pools, max_active=2, lockstep=lockstep)}
+    return results, events
+
+
+def test_asynchronous_strategies_move_on_as_soon_as_their_call_is_back():
+    results, events = drive_candidates(lockstep=False)
+    assert results == {"a": ["ran a0 edit", "ran a1 edit"], "b": ["ran b0 edit", "ran b1 edit"]}
+    assert ("sent", ["a0 edit"]) in events and ("sent", ["b0 edit"]) in events  # one call per strategy
+    a_back = events.index(("back", ["a0 edit"]))
+    # b's next proposal and run went out (and came back) while a's first run was still going
+    assert events.index(("proposed", ["b1"])) < a_back
+    assert events.index(("back", ["b1 edit"])) < a_back
+
+
+def test_lockstep_strategies_wait_for_the_round():
+    results, events = drive_candidates(lockstep=True)
+    assert results == drive_candidates(lockstep=False)[0]  # the same answers either way
+    assert ("sent", ["a0 edit", "b0 edit"]) in events  # one merged call per round
+    assert events.index(("proposed", ["a1", "b1"])) > events.index(("back", ["a0 edit", "b0 edit"]))
+
+
+@pytest.mark.parametrize("max_active", [1, 3])
+def test_asynchronous_search_matches_lockstep(max_active):
+    units = [{"problem": q, "method": m} for m in sorted(STRATEGIES) for q in QUESTIONS[:2]]
+
+    def results(lockstep):
+        jobs = ((u, strategy(u["method"], u["problem"])) for u in units)
+        pools = {Generate: LocalPool(SeededPolicy("\n")), Score: LocalPool(RuleScorer(hashed_score))}
+        return {(u["problem"], u["method"]): r.to_dict()
+                for u, r, _ in drive(jobs, pools, max_active, lockstep=lockstep)}
+
+    assert results(False) == results(True)

@@ -1,5 +1,6 @@
 """ReplicaPool routing on a local Ray: balanced splits, least-loaded choice, subtree affinity,
-several calls in flight, errors that must not be retried. Replicas are tiny echo actors."""
+several calls in flight, errors that must not be retried. Replicas are tiny echo actors. And the
+trainer job pool: waiting for the first call back, and one run for requests that share a key."""
 import asyncio
 import os
 import tempfile
@@ -14,6 +15,7 @@ import ray
 
 from actors.placement import ModelPlacement
 from actors.pool import ReplicaPool
+from actors.trainer_pool import TrainerJobPool
 
 
 class EchoReplica:
@@ -86,3 +88,51 @@ def test_errors_of_the_method_are_raised_not_retried(pool):
     with pytest.raises(ValueError, match="bad input"):
         call.result()
     assert all(pool.up)
+
+
+class MarkJob:
+    """Sleeps, then leaves a file per run in `folder` (to count runs)."""
+
+    def __init__(self, folder, name, seconds):
+        self.folder, self.name, self.seconds = folder, name, seconds
+
+    def __call__(self, stop, on_point):
+        import time
+        import uuid
+        time.sleep(self.seconds)
+        open(os.path.join(self.folder, f"{self.name}.{uuid.uuid4().hex}"), "w").close()
+        return {"name": self.name}
+
+
+class MarkPool(TrainerJobPool):
+    method = "mark"
+
+    def __init__(self, folder, trainers):
+        super().__init__(trainers, num_cpus=0.1)
+        self.folder = folder
+
+    def job(self, request):
+        name, seconds = request
+        return MarkJob(self.folder, name, seconds), None
+
+    def reply(self, request, result, context):
+        return f"marked {result['name']}"
+
+    def key(self, request):
+        return request[0]
+
+
+def test_trainer_jobs_with_one_key_run_once_and_the_first_call_back_comes_first(pool, tmp_path):
+    marks = MarkPool(str(tmp_path), trainers=2)
+    try:
+        slow = marks.submit("mark", [("a", 1.0), ("b", 0.1)])
+        same = marks.submit("mark", [("a", 1.0)])  # a is running: wait for its run
+        fast = marks.submit("mark", [("c", 0.1)])
+        assert marks.wait([slow, same, fast], num_returns=1, timeout=0) == ([], [slow, same, fast])
+        done, pending = marks.wait([slow, same, fast], num_returns=1)
+        assert done == [fast] and pending == [slow, same]
+        marks.wait([slow, same])
+        assert slow.result() == ["marked a", "marked b"] and same.result() == ["marked a"]
+        assert sorted(p.name.split(".")[0] for p in tmp_path.iterdir()) == ["a", "b", "c"]  # a ran once
+    finally:
+        marks.shutdown()
