@@ -1,5 +1,6 @@
 """Research-agent rollouts on a fake evaluator: scaffold shapes, local vs global selection,
-seeded journals, rejected edits and integrity violations never run, kill and resume, edits."""
+seeded journals, rejected edits and integrity violations never run, kill and resume, edits, the
+best node and scaffold checks on hand-worked cases, a transition's FSR with missed runs."""
 import random
 import re
 from pathlib import Path
@@ -9,10 +10,10 @@ import pytest
 from conftest import REPO
 from orchestrator.agents.coders import HOSTILE, MutateCoder, ReplayCoder, ScriptedCoder, diff_blocks, hostile
 from orchestrator.edits import EditError, apply_edit, search_replace, whole_file
-from orchestrator.agents.journal import Journal, Tree, read_events, without_timing
+from orchestrator.agents.journal import Journal, Node, Tree, read_events, without_timing
 from orchestrator.agents.protocol import Evaluate, Evaluation
 from orchestrator.agents.scaffolds import PRESETS, Scaffold
-from orchestrator.agents.search import Task, rollout
+from orchestrator.agents.search import Task, best_of, rollout
 from orchestrator.driver import LocalPool, drive
 from orchestrator.protocols import Propose, Proposal
 
@@ -237,6 +238,27 @@ def test_edit_blocks_whitespace_whole_file_and_errors():
             apply_edit(script, bad)
 
 
+def test_each_block_replaces_only_its_first_match_in_order():
+    """A block replaces the first match only; the next block then sees the result."""
+    script = "x = 1\nx = 1\n"
+    assert apply_edit(script, search_replace("x = 1", "x = 2"))[0] == "x = 2\nx = 1\n"
+    both = search_replace("x = 1", "x = 2") + "\n" + search_replace("x = 1", "x = 3")
+    assert apply_edit(script, both)[0] == "x = 2\nx = 3\n"
+    loose = "a = 1   \nb = 2\na = 1   \nb = 2\n"  # the whitespace-tolerant match: the first too
+    assert apply_edit(loose, search_replace("a = 1\nb = 2", "a = 5\nb = 2"))[0] == "a = 5\nb = 2\na = 1   \nb = 2\n"
+
+
+@pytest.mark.parametrize("script, search, expected", [
+    ("a = 1   \nb = 2   \nc = 3", "b = 2\nc = 3", "a = 1   \nB\n"),  # ends at the file's last line
+    ("a = 1   \nb = 2   ", "a = 1\nb = 2", "B\n"),  # the whole file
+    ("a = 1   \nb = 2   \nc = 3", "a = 1\nb = 2", "B\n\nc = 3"),  # starts at its first line
+])
+def test_whitespace_tolerant_match_reaches_both_ends_of_the_file(script, search, expected):
+    """Line-by-line matching (trailing whitespace ignored) tries every start, the last one
+    where the SEARCH lines end on the file's last line included (no trailing newline here)."""
+    assert apply_edit(script, search_replace(search, "B\n"))[0] == expected
+
+
 def test_replay_blocks_turn_each_record_into_the_next():
     folder = REPO / "records" / "shakespeare"
     scripts = [p.read_text() for p in sorted(folder.glob("0*.py"))]
@@ -300,3 +322,83 @@ def test_tree_picture_is_written(tmp_path):
     tree, _ = run(PRESETS["multi_aide"], tmp_path / "j.jsonl", seed=2)
     path = tree_picture(tmp_path / "tree.png", tree, "multi_aide")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- the best node, scaffold checks, evaluations without a time ----
+
+def evaluated(node_id, time_s, buggy=False):
+    node = Node(node_id, 0, "draft", 1, 0, evaluation={"status": "ok", "time_to_target_s": time_s})
+    node.buggy = buggy
+    return node
+
+
+def test_best_of_is_the_fastest_good_node_and_the_earlier_on_ties():
+    assert best_of([evaluated(3, 2.0), evaluated(1, 2.0), evaluated(2, 2.5)]).id == 1
+    assert best_of([evaluated(5, 2.0), evaluated(4, 2.0)]).id == 4
+    assert best_of([evaluated(1, 1.0, buggy=True), evaluated(2, 3.0)]).id == 2  # a buggy node never wins
+    assert best_of([evaluated(1, None), Node(2, 0, "draft", 1, 0)]) is None  # no time, or never evaluated
+    assert best_of([]) is None
+
+
+@pytest.mark.parametrize("changes, valid", [
+    ({}, True), ({"branching": 0}, True), ({"branching": -1}, False),
+    ({"drafts": 0}, False), ({"iterations": 0}, False), ({"max_nodes": 0}, False),
+    ({"max_bug_depth": 0}, True), ({"max_bug_depth": -1}, False),
+    ({"debug_probability": 0.0}, True), ({"debug_probability": 1.0}, True),
+    ({"debug_probability": -0.01}, False), ({"debug_probability": 1.01}, False),
+    ({"selection": "global"}, True), ({"selection": "best"}, False),
+])
+def test_scaffold_check_boundaries(changes, valid):
+    """Scaffold.check: branching and max_bug_depth >= 0 (flat never branches), drafts, iterations
+    and max_nodes >= 1, debug_probability within [0, 1] both ends included, a known selection."""
+    assert (Scaffold(**changes).check() is None) is valid
+
+
+def test_every_preset_is_valid():
+    assert {name: s.check() for name, s in PRESETS.items()} == {name: None for name in PRESETS}
+
+
+@pytest.mark.parametrize("evaluation, buggy, reason", [
+    ({"status": "ok", "reason": "target_reached", "time_to_target_s": 4.0}, False, ""),
+    ({"status": "ok", "reason": "missed_target", "time_to_target_s": None}, True, "ok: missed_target"),
+    ({"status": "failed", "reason": "crashed", "time_to_target_s": None, "flags": ["nan"]}, True,
+     "failed: crashed (nan)"),
+])
+def test_an_evaluation_without_a_time_to_target_makes_a_buggy_node(evaluation, buggy, reason):
+    """A node is buggy when its run did not reach the target cleanly: a status other than ok,
+    or an ok run that has no time to target."""
+    tree = Tree.from_events([
+        {"event": "node", "node": 0, "parent": None, "kind": "root", "depth": 0, "debug_depth": 0},
+        {"event": "node", "node": 1, "parent": 0, "kind": "draft", "depth": 1, "debug_depth": 0},
+        {"event": "evaluation", "node": 1, "t": 0.0, **evaluation}])
+    node = tree.nodes[1]
+    assert (node.buggy, node.reason, node.good) == (buggy, reason, not buggy)
+    assert node.evaluation == evaluation
+    assert tree.stats()["buggy"] == int(buggy)
+
+
+def test_score_transition_counts_a_missed_candidate_run_as_zero(monkeypatch):
+    """FSR over a candidate's re-runs counts a miss as 0 for that run (not dropped), while the
+    records' times are the runs that reached the target. Records at 3 s and 1 s; the candidate
+    reaches the target in 2 s (half the gap) once and misses once: FSR 1/4."""
+    import orchestrator.agents.scoring as scoring
+    from orchestrator.speedrun.records import Record
+    seconds = {("r/01", 0): 3.0, ("r/01", 1): None, ("r/02", 0): 1.0, ("r/02", 1): 1.0,
+               ("candidate/abcdef012345", 0): 2.0, ("candidate/abcdef012345", 1): None}
+
+    def replay(order, records, log_dir, timeout_s, sandbox):
+        assert sorted(records) == ["candidate/abcdef012345", "r/01", "r/02"]
+        for key in order:
+            t = seconds[key[:2]]
+            yield key, {"status": "ok" if t is not None else "failed", "reason": "r", "flags": [],
+                        "time_to_target_ms": None if t is None else 1000 * t}
+
+    monkeypatch.setattr(scoring, "replay", replay)
+    out = scoring.score_transition(Record("r/01", Path("a.py")), Record("r/02", Path("b.py")),
+                                   {"abcdef0123456789": Path("c.py")}, repeats=2, seed=0, log_dir=None,
+                                   timeout_s=1.0, sandbox=None, clock="wall", log=lambda _: None)
+    assert (out["t_i_s"], out["t_i+1_s"]) == (3.0, 1.0)
+    candidate = out["candidates"]["abcdef0123456789"]
+    assert (candidate["fsr"], candidate["runs"], candidate["misses"], candidate["time_to_target_s"]) == \
+        (0.25, 2, 1, 2.0)
+    assert len(out["runs"]) == 6

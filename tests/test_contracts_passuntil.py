@@ -109,3 +109,49 @@ def test_each_instance_line_is_the_one_its_prediction_uses():
     fit = fit_instance_law(params, k, n, k / n)
     lines = np.array(fit.intercepts) + np.array(fit.slopes) * np.log(params[-1])
     assert pu_from_loglog(lines).mean() == pytest.approx(fit.prediction.predicted, rel=1e-9)
+
+
+@pytest.mark.parametrize("rule, state, expected", [
+    (RULE, (2, 33), 17), (RULE, (2, 41), 21),  # 16.5 and 20.5 draws projected: rounded up
+    (RULE, (2, 83), 17),  # 41.5 projected, but only 17 left before the cap
+    (PassUntilRule(r=3, cap=1000, first_round=1), (2, 3), 2),  # 1.5 -> 2
+    (PassUntilRule(r=3, cap=1000, first_round=1), (2, 5), 3),  # 2.5 -> 3
+    (PassUntilRule(r=3, cap=1000, first_round=1), (1, 3), 6),  # exact: no rounding
+])
+def test_next_round_rounds_the_projected_draws_up(rule, state, expected):
+    """Once an instance has passed, the round asks for ceil((r - passes) x samples / passes)
+    draws (never fewer than the projection says the remaining passes need), within the bounds."""
+    assert rule.next_round(*state) == expected
+
+
+class RoundsPolicy:
+    """The i-th call's samples pass or fail as `rounds[i]` says (one request per call)."""
+
+    def __init__(self, rounds):
+        self.rounds, self.calls = rounds, 0
+
+    def generate(self, requests):
+        [request] = requests
+        outcomes = self.rounds[self.calls]
+        assert request.n == len(outcomes)
+        self.calls += 1
+        return [GenerateResult([Sample("pass" if ok else "fail", "eos", 1) for ok in outcomes],
+                               prompt_tokens=1, generated_tokens=request.n)]
+
+
+@pytest.mark.parametrize("fixed_k, rounds, expected", [
+    # Round 1 draws the first 4 (fixed-K); all fail; round 2 passes twice: PU (2, 6), fixed-K 0 of 4.
+    (4, [[False] * 4, [True] * 4], (2, 6, 0, 8)),
+    # One pass among the first 4, then the 5th draw passes: fixed-K 1 of 4, not 1 + round 2's.
+    (4, [[False, True, False, False], [True] * 4], (2, 5, 1, 8)),
+    # fixed_k above first_round: round 1 draws all 6 fixed-K samples.
+    (6, [[False, False, False, False, False, True], [True] * 6], (2, 7, 1, 12)),
+])
+def test_fixed_k_counts_only_the_first_fixed_k_draws(fixed_k, rounds, expected):
+    """The fixed-K evaluation is the first `fixed_k` draws of the instance, whatever later
+    rounds (drawn to reach r passes) return."""
+    rule = PassUntilRule(r=2, cap=100, first_round=4)
+    grade = lambda text, truncated: text == "pass"  # noqa: E731
+    out = run(pass_until("q", rule, 0, grade, fixed_k=fixed_k), RoundsPolicy(rounds), None)
+    assert (out["passes"], out["samples"], out["fixed_k_passes"], out["drawn"]) == expected
+    assert out["fixed_k"] == fixed_k and out["rounds"] == 2

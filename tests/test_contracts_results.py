@@ -1,6 +1,7 @@
 """Contracts of the result store: a kill at any byte leaves exactly the complete rows, a torn
-last line is never a row, appending after it yields a clean file, and every row is on disk and
-fsynced before its append returns."""
+last line is never a row, appending after it yields a clean file, every row is on disk and
+fsynced before its append returns, a corrupt line ends the clean prefix, a repeated key keeps its
+first row."""
 import json
 import os
 
@@ -68,3 +69,33 @@ def test_each_row_is_in_the_file_and_fsynced_before_append_returns(tmp_path, mon
         store.append(f"k{i}", {"problem": i}, {"correct": True})
         assert rows_at_fsync == list(range(1, i + 2))  # one fsync per row, once the row was written
     store.close()
+
+
+def row_line(key, value):
+    return (json.dumps({"key": key, "unit": {"problem": key}, "result": {"v": value}, "finished_at": 1.0}) + "\n").encode()
+
+
+def test_a_key_written_twice_keeps_its_first_row(tmp_path):
+    """A file holding a key twice (two writers raced) counts the unit once, with its first row:
+    the one a resumed run already skipped on."""
+    path = tmp_path / "results.jsonl"
+    path.write_bytes(row_line("k0", 1) + row_line("k1", 2) + row_line("k0", 3))
+    store = ResultStore(path)
+    assert list(store.rows) == ["k0", "k1"]
+    assert (store.rows["k0"].result, store.rows["k1"].result) == ({"v": 1}, {"v": 2})
+    store.close()
+
+
+@pytest.mark.parametrize("bad", [b"garbage\n", b'{"key": "k9", "unit"\n'])
+def test_a_complete_but_corrupt_line_ends_the_rows_and_the_file_is_cut_there(tmp_path, bad):
+    """Reading stops at the first line that is not a row: the store is the clean prefix before
+    it, the file is cut to exactly that prefix (the rows after it are dropped with it), and the
+    next append starts on its own line."""
+    path = tmp_path / "results.jsonl"
+    path.write_bytes(row_line("k0", 1) + bad + row_line("k1", 2))
+    store = ResultStore(path)
+    assert list(store.rows) == ["k0"]
+    assert path.read_bytes() == row_line("k0", 1)
+    store.append("new", {}, {"v": 4})
+    store.close()
+    assert [json.loads(line)["key"] for line in path.read_bytes().splitlines()] == ["k0", "new"]

@@ -1,12 +1,14 @@
 """Contracts of the speedrun statistics, log parser and FSR on hand-worked cases and boundaries
 (a loss exactly at the target, zero spread, single runs, launcher prefixes, the script source,
-training lines without a loss, missed runs)."""
+training lines without a loss, missed runs) and the layering of a record's launch environment."""
 import math
+from pathlib import Path
 
 import pytest
 
 from orchestrator.speedrun.fsr import fsr_over_runs
 from orchestrator.speedrun.logparse import LogParser, parse_lines
+from orchestrator.speedrun.records import Launch, Record, launch_env
 from orchestrator.speedrun.stats import interleaved_order, speedup, summarize, val_loss_acceptance
 
 T975_DF2 = 4.302652729911275  # Student t 97.5% quantile, 2 degrees of freedom
@@ -118,3 +120,15 @@ def test_a_validation_line_cut_before_its_unit_is_not_a_point():
     assert parser.steps == []
     assert parser.feed("step:500/1750 val_loss:3.2100 train_time:1234ms step_avg:2.47ms") == {
         "step": 500, "val_loss": 3.21, "train_time_ms": 1234.0}
+
+
+def test_launch_env_layers_base_defaults_record_env_then_extra():
+    """launch_env: base, then the one-thread defaults, then the record's env (${VAR} expanded
+    against what is there so far, extra included), then the caller's extra last, so a seed or
+    data folder the caller passes always wins over the record's own value."""
+    record = Record("r/01", Path("r.py"), launch=Launch(env={"SEED": "7", "DATA": "${ROOT}/val", "OMP_NUM_THREADS": "4",
+                                                             "HOME": "${HOME}/x"}))
+    env = launch_env(record, extra={"SEED": "3", "ROOT": "/data"}, base={"HOME": "/h", "SEED": "0", "PATH": "/bin"})
+    assert env == {"HOME": "/h/x", "SEED": "3", "PATH": "/bin", "ROOT": "/data", "DATA": "/data/val",
+                   "OMP_NUM_THREADS": "4", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONUNBUFFERED": "1"}
+    assert launch_env(Record("r/02", Path("r.py")), extra={"OMP_NUM_THREADS": "2"}, base={})["OMP_NUM_THREADS"] == "2"
