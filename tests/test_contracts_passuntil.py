@@ -155,3 +155,131 @@ def test_fixed_k_counts_only_the_first_fixed_k_draws(fixed_k, rounds, expected):
     out = run(pass_until("q", rule, 0, grade, fixed_k=fixed_k), RoundsPolicy(rounds), None)
     assert (out["passes"], out["samples"], out["fixed_k_passes"], out["drawn"]) == expected
     assert out["fixed_k"] == fixed_k and out["rounds"] == 2
+
+
+# ---- the rule's own bounds ----
+
+@pytest.mark.parametrize("kwargs, ok", [
+    ({"r": 1, "cap": 1, "first_round": 1}, True),
+    ({"r": 3, "cap": 3}, True),
+    ({"r": 0}, False),
+    ({"r": 3, "cap": 2}, False),
+    ({"first_round": 0}, False),
+])
+def test_rule_needs_r_at_least_one_cap_at_least_r_and_a_positive_first_round(kwargs, ok):
+    if ok:
+        PassUntilRule(**kwargs)
+    else:
+        with pytest.raises(ValueError):
+            PassUntilRule(**kwargs)
+
+
+def test_rule_defaults():
+    assert (PassUntilRule().r, PassUntilRule().cap, PassUntilRule().first_round) == (3, 1024, 16)
+
+
+@pytest.mark.parametrize("state, done", [((3, 10), True), ((2, 99), False), ((2, 100), True), ((0, 100), True),
+                                         ((0, 0), False), ((4, 5), True)])
+def test_done_at_r_passes_or_the_cap(state, done):
+    assert RULE.done(*state) is done
+
+
+def test_next_round_never_asks_past_the_cap_even_while_doubling():
+    rule = PassUntilRule(r=3, cap=50, first_round=16)
+    assert rule.next_round(0, 40) == 10  # doubling would ask 40; 10 are left
+    assert rule.next_round(0, 8) == 16  # doubling 8 is below the first round
+    assert rule.next_round(1, 49) == 1
+
+
+def test_record_counts_a_round_in_sample_order_from_a_resumed_state():
+    assert RULE.record(0, 0, []) == (0, 0)
+    assert RULE.record(2, 50, [False, False, True, True]) == (3, 53)
+    assert RULE.record(0, 0, [True, False, True]) == (2, 3)
+
+
+# ---- estimates: errors, the confidence level, the table text ----
+
+@pytest.mark.parametrize("passes, samples", [(3, 2), (1, 99), (0, 101)])
+def test_impossible_or_unfinished_counts_are_refused(passes, samples):
+    with pytest.raises(ValueError):
+        estimate(passes, samples, RULE)
+
+
+def test_the_confidence_level_sets_both_tails():
+    e = estimate(3, 10, RULE, confidence=0.9)
+    assert sps.binom.sf(2, 10, e.low) == pytest.approx(0.05, rel=1e-6)
+    assert sps.binom.cdf(2, 9, e.high) == pytest.approx(0.05, rel=1e-6)
+    c = estimate(2, 100, RULE, confidence=0.8)
+    assert sps.binom.cdf(2, 100, c.high) == pytest.approx(0.1, rel=1e-6)
+    assert sps.binom.sf(1, 100, c.low) == pytest.approx(0.1, rel=1e-6)
+
+
+def test_estimate_fields_of_a_censored_and_a_stopped_instance():
+    c = estimate(2, 100, RULE)
+    assert (c.passes, c.samples, c.censored, c.unbiased) == (2, 100, True, True)
+    assert c.p_hat == pytest.approx(0.02) and c.p_mle == pytest.approx(0.02)
+    s = estimate(3, 4, RULE)
+    assert (s.censored, s.p_hat, s.p_mle) == (False, pytest.approx(2 / 3), pytest.approx(0.75))
+    assert s.low < s.p_hat < s.high < 1.0
+
+
+def test_estimate_text_of_a_censored_and_a_stopped_instance():
+    # stopped at K = r = 3: p_hat 1, low = 0.025 ** (1/3) = 0.2924, high 1
+    assert estimate(3, 3, RULE).text() == "1 [0.292, 1]"
+    # censored 0 of 100: high = 1 - 0.025 ** (1/100) = 0.03622
+    assert estimate(0, 100, RULE).text() == "<0.0362 (censored, 0/100)"
+
+
+def test_estimate_arrays_mixes_stopped_and_censored_instances():
+    from orchestrator.passuntil.estimators import estimate_arrays
+    a = estimate_arrays([3, 1, 3], [10, 100, 3], RULE)
+    assert a["censored"].tolist() == [False, True, False]
+    assert a["p_hat"].tolist() == pytest.approx([2 / 9, 0.01, 1.0])
+    assert a["p_mle"].tolist() == pytest.approx([0.3, 0.01, 1.0])
+    assert a["high"][2] == 1.0 and a["low"][1] == pytest.approx(estimate(1, 100, RULE).low)
+
+
+def test_task_pass_until_is_the_mean_of_p_hat_with_the_censored_counted():
+    from orchestrator.passuntil.estimators import task_pass_until
+    t = task_pass_until([estimate(3, 3, RULE), estimate(3, 5, RULE), estimate(0, 100, RULE)], n_boot=200)
+    assert t.pu == pytest.approx((1 + 0.5 + 0) / 3)
+    assert (t.n_instances, t.n_censored) == (3, 1) and 0.0 <= t.low <= t.pu <= t.high <= 1.0
+
+
+# ---- sampling: requests, caps, seeds ----
+
+class RecordingRounds(RoundsPolicy):
+    def __init__(self, rounds):
+        super().__init__(rounds)
+        self.requests = []
+
+    def generate(self, requests):
+        self.requests += list(requests)
+        return super().generate(requests)
+
+
+def test_pass_until_passes_the_sampling_settings_and_a_new_seed_per_round():
+    policy = RecordingRounds([[False] * 4, [True, True, False, False]])
+    rule = PassUntilRule(r=2, cap=100, first_round=4)
+    out = run(pass_until("q?", rule, 7, lambda t, tr: t == "pass", fixed_k=0, temperature=0.3, top_p=0.6,
+                         max_tokens=12), policy, None)
+    assert [(r.prompt, r.n, r.temperature, r.top_p, r.max_tokens) for r in policy.requests] == [
+        ("q?", 4, 0.3, 0.6, 12), ("q?", 4, 0.3, 0.6, 12)]
+    assert policy.requests[0].seed != policy.requests[1].seed
+    assert (out["passes"], out["samples"], out["drawn"], out["rounds"], out["fixed_k"]) == (2, 6, 8, 2, 0)
+    assert out["policy_generated_tokens"] == 8 and out["policy_prompt_tokens"] == 2
+
+
+def test_pass_until_defaults_to_the_documented_sampling_settings():
+    policy = RecordingRounds([[True] * 16])
+    run(pass_until("q", PassUntilRule(r=1, cap=100), 0, lambda t, tr: t == "pass", fixed_k=0), policy, None)
+    [r] = policy.requests
+    assert (r.temperature, r.top_p, r.max_tokens, r.n) == (0.8, 1.0, 256, 16)
+
+
+def test_fixed_k_above_the_cap_is_cut_to_the_cap():
+    rule = PassUntilRule(r=2, cap=8, first_round=4)
+    policy = RecordingRounds([[False] * 7 + [True]])
+    out = run(pass_until("q", rule, 0, lambda t, tr: t == "pass", fixed_k=20), policy, None)
+    assert out["fixed_k"] == 8 and [r.n for r in policy.requests] == [8]
+    assert (out["passes"], out["samples"], out["fixed_k_passes"], out["rounds"]) == (1, 8, 1, 1)

@@ -138,3 +138,110 @@ def test_two_stage_bootstrap_resamples_the_draws_of_each_problem():
     # One problem with draws 0 and 1: a replicate's mean is 0, 1/2 or 1 (chances 1/4, 1/2, 1/4),
     # so the 95% interval is [0, 1]; resampling the problems alone would give the point 1/2.
     assert two_stage_bootstrap_interval([[0.0, 1.0]], seed=0) == (0.5, 0.0, 1.0)
+
+
+# ---- difficulty estimates and levels: small inputs ----
+
+def test_predicted_difficulty_is_the_mean_not_the_median():
+    from orchestrator.tts.stats import oracle_difficulty, predicted_difficulty
+    assert predicted_difficulty([[0.1, 0.2, 0.9]]).tolist() == pytest.approx([0.4])
+    assert oracle_difficulty([[True, False, False]]).tolist() == pytest.approx([1 / 3])
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([], []),
+    ([0.5], [1]),  # a single problem is the easiest level
+    ([0.2, 0.9], [3, 1]),  # thresholds: 1st, 1st, 2nd, 2nd largest -> 0.9, 0.9, 0.2, 0.2
+    ([0.5, 0.5], [1, 1]),
+])
+def test_difficulty_levels_on_tiny_inputs(values, expected):
+    levels = difficulty_levels(values)
+    assert levels.tolist() == expected and levels.dtype.kind == "i"
+
+
+def test_difficulty_levels_with_three_levels():
+    # 6 values, 3 levels: thresholds are the 2nd and 4th largest (5 and 3)
+    assert difficulty_levels([6, 5, 4, 3, 2, 1], n_levels=3).tolist() == [1, 1, 2, 2, 3, 3]
+
+
+def test_two_fold_split_defaults_to_level_zero_and_puts_the_odd_problem_in_fold_b():
+    problems = np.arange(7)
+    a, b = two_fold_split(problems, seed=3)
+    a0, b0 = two_fold_split(problems, seed=3, level=0)
+    assert a.tolist() == a0.tolist() and b.tolist() == b0.tolist()
+    assert (len(a), len(b)) == (3, 4)
+    assert a.tolist() == sorted(a.tolist()) and b.tolist() == sorted(b.tolist())
+
+
+# ---- compute-optimal: level sizes at the split boundary ----
+
+def test_a_level_of_two_problems_is_split_one_and_one():
+    (point,) = compute_optimal([Config("a", 1, [1.0, 0.0])], [1, 1], budgets=[1], n_boot=50)
+    assert point.levels[0].n_problems == 2 and point.accuracy == pytest.approx(0.5)
+
+
+def test_a_singleton_level_is_left_out_and_later_levels_still_count():
+    # level 1 has one problem (first in level order); levels 2 and 3 are scored
+    configs = [Config("a", 1, [1.0, 1.0, 0.0, 1.0, 1.0])]
+    (point,) = compute_optimal(configs, [1, 2, 2, 3, 3], budgets=[1], n_boot=50)
+    assert [lc.level for lc in point.levels] == [2, 3]
+    assert point.accuracy == pytest.approx(0.75)  # over the 4 scored problems, not 4/5
+    assert [level for level, _, _ in bootstrap_folds([1, 2, 2, 3, 3], n_boot=5)] == [2, 3]
+
+
+def test_compute_optimal_defaults_to_seed_zero():
+    configs, levels = fragile_level()
+    a = compute_optimal(configs, levels, budgets=[4], n_boot=100)
+    b = compute_optimal(configs, levels, budgets=[4], seed=0, n_boot=100)
+    assert np.array_equal(a[0].replicates, b[0].replicates) and a[0].levels == b[0].levels
+
+
+def test_points_follow_the_budgets_given_and_skip_the_unaffordable():
+    configs = [Config("a", 2, [0.0, 0.0]), Config("b", 8, [1.0, 1.0])]
+    points = compute_optimal(configs, [1, 1], budgets=[8, 1, 2], n_boot=20)
+    assert [(p.budget, p.accuracy) for p in points] == [(8.0, 1.0), (2.0, 0.0)]
+    assert [p.levels[0].best for p in points] == ["b", "a"]
+
+
+def test_the_cheaper_configuration_wins_a_tie_in_accuracy():
+    configs = [Config("z_cheap", 1, [1.0, 0.0, 1.0, 0.0]), Config("a_dear", 4, [1.0, 0.0, 1.0, 0.0])]
+    (point,) = compute_optimal(configs, [1, 1, 1, 1], budgets=[4], n_boot=20)
+    assert point.levels[0].best == "z_cheap" and point.levels[0].fold_choices == ("z_cheap", "z_cheap")
+
+
+def test_matching_budget_finds_the_first_crossing_of_a_non_monotone_curve():
+    # 0.5 -> 0.8 crosses 0.7 two thirds of the way from 1 to 4 in log budget: 4 ** (2/3)
+    assert matching_budget([1, 4, 16, 64], [0.5, 0.8, 0.6, 0.9], 0.7) == pytest.approx(4 ** (2 / 3))
+    assert matching_budget([2, 8], [0.9, 0.1], 0.5) == 2.0
+
+
+# ---- shared bootstrap helpers ----
+
+def test_bootstrap_means_resamples_every_row_with_the_same_instances():
+    from orchestrator.stats import bootstrap_means
+    reps = bootstrap_means([[1.0, 2.0, 3.0, 4.0], [11.0, 12.0, 13.0, 14.0]], n_boot=50, seed=1)
+    assert reps.shape == (50, 2)
+    assert np.allclose(reps[:, 1] - reps[:, 0], 10.0)  # paired: one index draw for both rows
+    assert bootstrap_means([1.0, 2.0, 3.0], n_boot=7).shape == (7,)
+    assert np.all(bootstrap_means([5.0, 5.0], n_boot=10) == 5.0)
+
+
+def test_bootstrap_mean_interval_reports_the_plain_mean():
+    from orchestrator.stats import bootstrap_mean_interval
+    mean, low, high = bootstrap_mean_interval([0.0, 0.0, 0.0, 1.0], n_boot=500)
+    assert mean == 0.25 and 0.0 <= low < 0.25 < high <= 1.0
+
+
+def test_percentile_interval_confidence_is_two_sided():
+    lo, hi = percentile_interval(np.arange(1001) / 1000, 0.5)
+    assert (lo, hi) == pytest.approx((0.25, 0.75))
+
+
+def test_two_stage_bootstrap_fills_every_replicate_across_chunks():
+    # 500 x 2000 outcomes: 2 replicates per chunk, so 5 replicates take chunks of 2, 2 and 1
+    x = np.ones((500, 2000))
+    assert two_stage_bootstrap_interval(x, n_boot=5) == (1.0, 1.0, 1.0)
+    y = np.zeros((3, 2))
+    y[0] = 1.0  # problem 0 always right: the mean is 1/3, and resampling problems moves it
+    mean, low, high = two_stage_bootstrap_interval(y, n_boot=400)
+    assert mean == pytest.approx(1 / 3) and low == 0.0 and high == 1.0
