@@ -283,3 +283,80 @@ def test_fixed_k_above_the_cap_is_cut_to_the_cap():
     out = run(pass_until("q", rule, 0, lambda t, tr: t == "pass", fixed_k=20), policy, None)
     assert out["fixed_k"] == 8 and [r.n for r in policy.requests] == [8]
     assert (out["passes"], out["samples"], out["fixed_k_passes"], out["rounds"]) == (1, 8, 1, 1)
+
+
+# ---- the task law on exact lines ----
+
+from orchestrator.passuntil.fit import NoTaskLine, loglog  # noqa: E402
+
+E = np.exp([1.0, 2.0, 3.0, 4.0])  # params whose natural logs are 1, 2, 3, 4
+
+
+def test_loglog_is_nan_outside_the_open_unit_interval():
+    y = loglog([0.0, 1.0, 0.5, 1.5, -0.1])
+    assert np.isnan(y[[0, 1, 3, 4]]).all() and y[2] == pytest.approx(np.log(np.log(2)))
+    assert pu_from_loglog(0.0) == pytest.approx(np.exp(-1))
+
+
+def exact_pu(ys):
+    return pu_from_loglog(np.asarray(ys, dtype=float))[:, None]  # one instance per model
+
+
+def test_task_law_on_an_exact_line_predicts_the_held_out_model():
+    # y = 1 - 0.5 x on x = 1, 2, 3; the held-out (last) model at x = 4 has y = -1.
+    fit = fit_task_law(E, exact_pu([0.5, 0.0, -0.5, -1.0]), n_boot=20)
+    assert (fit.slope, fit.intercept) == pytest.approx((-0.5, 1.0))
+    assert fit.train_params == pytest.approx(list(E[:3])) and fit.excluded == []
+    assert fit.train_pu == pytest.approx(list(pu_from_loglog(np.array([0.5, 0.0, -0.5]))))
+    p = fit.prediction
+    assert (p.params, p.predicted, p.measured) == pytest.approx((E[3], np.exp(-np.exp(-1.0)), np.exp(-np.exp(-1.0))))
+    assert p.relative_deviation == pytest.approx(0.0, abs=1e-12)
+    assert fit.prediction_interval == pytest.approx((p.predicted, p.predicted))  # no residual spread
+    assert fit.n_boot_valid == 20 and fit.slope_ci == pytest.approx((-0.5, -0.5))
+
+
+def test_task_law_holds_out_the_model_it_is_told():
+    fit = fit_task_law(E, exact_pu([0.5, 0.0, -0.5, -1.0]), held_out=0, n_boot=10)
+    assert fit.train_params == pytest.approx(list(E[1:]))
+    assert fit.prediction.params == pytest.approx(E[0]) and fit.prediction.predicted == pytest.approx(np.exp(-np.exp(0.5)))
+
+
+def test_relative_deviation_is_relative_to_the_measurement():
+    # the line predicts exp(-exp(-1)) = 0.6922 for the last model, which measured 0.5
+    fit = fit_task_law(E, np.vstack([exact_pu([0.5, 0.0, -0.5]), [[0.5]]]), n_boot=10)
+    assert fit.prediction.measured == 0.5
+    assert fit.prediction.relative_deviation == pytest.approx((np.exp(-np.exp(-1.0)) - 0.5) / 0.5)
+
+
+def test_relative_deviation_is_nan_when_the_measurement_is_zero():
+    fit = fit_task_law(E, np.vstack([exact_pu([0.5, 0.0, -0.5]), [[0.0]]]), n_boot=10)
+    assert np.isnan(fit.prediction.relative_deviation)
+
+
+def test_prediction_interval_uses_the_residual_spread_and_n_minus_two_degrees_of_freedom():
+    # y = 0, 0.1, 0 on x = 1, 2, 3: the line is flat at 1/30, residuals -1/30, 2/30, -1/30 (s^2 = 0.02/3 / 1)
+    fit = fit_task_law(E, np.vstack([exact_pu([0.0, 0.1, 0.0]), [[0.5]]]), n_boot=10)
+    s = np.sqrt((1 + 4 + 1) / 900 / (3 - 2))
+    half = sps.t.ppf(0.975, 1) * s * np.sqrt(1 + 1 / 3 + (4 - 2) ** 2 / 2)
+    y0 = 1 / 30
+    assert fit.slope == pytest.approx(0.0, abs=1e-12) and fit.intercept == pytest.approx(y0)
+    assert fit.prediction_interval == pytest.approx((np.exp(-np.exp(y0 + half)), np.exp(-np.exp(y0 - half))))
+
+
+def test_two_models_on_the_line_give_no_prediction_interval():
+    fit = fit_task_law(E[:3], exact_pu([0.5, 0.0, -0.5]), n_boot=10)
+    assert fit.prediction_interval is None and fit.prediction.predicted == pytest.approx(np.exp(-np.exp(-0.5)))
+
+
+def test_models_at_pu_zero_or_one_leave_the_line_and_too_few_left_is_no_line():
+    p = np.vstack([[[1.0]], exact_pu([0.0, -0.5]), [[0.0]], exact_pu([-1.5])])
+    fit = fit_task_law(np.exp([1.0, 2.0, 3.0, 4.0, 5.0]), p, n_boot=10)
+    assert fit.excluded == [0, 3] and fit.train_params == pytest.approx(list(np.exp([2.0, 3.0])))
+    assert (fit.slope, fit.intercept) == pytest.approx((-0.5, 1.0))
+    with pytest.raises(NoTaskLine):
+        fit_task_law(E, np.vstack([[[1.0]], [[0.0]], exact_pu([0.0, -1.0])]), n_boot=10)
+
+
+def test_a_fit_needs_three_models():
+    with pytest.raises(ValueError, match="at least 3"):
+        fit_task_law(E[:2], exact_pu([0.5, 0.0]))

@@ -99,3 +99,77 @@ def test_a_complete_but_corrupt_line_ends_the_rows_and_the_file_is_cut_there(tmp
     store.append("new", {}, {"v": 4})
     store.close()
     assert [json.loads(line)["key"] for line in path.read_bytes().splitlines()] == ["k0", "new"]
+
+
+def test_an_appended_row_is_one_json_line_with_its_four_fields(tmp_path, monkeypatch):
+    import orchestrator.results as results
+    monkeypatch.setattr(results.time, "time", lambda: 123.5)
+    path = tmp_path / "results.jsonl"
+    store = ResultStore(path)
+    row = store.append("k", {"problem": 1}, {"answer": "5"})
+    store.close()
+    assert (row.key, row.unit, row.result, row.finished_at) == ("k", {"problem": 1}, {"answer": "5"}, 123.5)
+    assert path.read_bytes().count(b"\n") == 1
+    assert json.loads(path.read_bytes()) == {"key": "k", "unit": {"problem": 1}, "result": {"answer": "5"},
+                                             "finished_at": 123.5}
+    reopened = ResultStore(path)
+    assert reopened.rows["k"] == row and "k" in reopened and "other" not in reopened
+    reopened.close()
+
+
+def test_a_clean_file_is_left_byte_for_byte_and_a_new_store_starts_empty(tmp_path):
+    path, data = written(tmp_path, 2)
+    ResultStore(path).close()
+    assert path.read_bytes() == data
+    fresh = ResultStore(tmp_path / "new.jsonl")
+    assert fresh.rows == {} and (tmp_path / "new.jsonl").exists()
+    fresh.close()
+
+
+def test_rows_hold_numpy_values_and_objects_as_plain_json(tmp_path):
+    import numpy as np
+    from dataclasses import dataclass
+
+    @dataclass
+    class Point:
+        x: int
+
+    path = tmp_path / "results.jsonl"
+    store = ResultStore(path)
+    store.append("k", {}, {"scores": np.array([0.5, 1.0]), "point": Point(3)})
+    store.close()
+    assert json.loads(path.read_bytes())["result"] == {"scores": [0.5, 1.0], "point": {"x": 3}}
+    store = ResultStore(tmp_path / "other.jsonl")
+    with pytest.raises(TypeError, match="not JSON serialisable"):
+        store.append("k", {}, {"bad": {1, 2}})
+    store.close()
+
+
+def test_unit_keys_are_twenty_hex_characters():
+    from orchestrator.results import unit_key
+    key = unit_key("tts", {"id": "p1"})
+    assert len(key) == 20 and int(key, 16) >= 0
+
+
+def test_runs_root_prefers_the_configured_folder_then_the_environment(monkeypatch, tmp_path):
+    from pathlib import Path
+    from orchestrator.results import runs_root
+    monkeypatch.setenv("SCALERUN_RUNS_DIR", str(tmp_path / "env"))
+    assert runs_root(str(tmp_path / "cfg")) == tmp_path / "cfg"
+    assert runs_root(None) == tmp_path / "env"
+    monkeypatch.delenv("SCALERUN_RUNS_DIR")
+    assert runs_root(None) == Path("runs")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert runs_root("~/r") == tmp_path / "r"
+
+
+def test_atomic_writes_replace_the_file_and_leave_no_temporary(tmp_path):
+    from orchestrator.results import write_json_atomic, write_text_atomic
+    path = tmp_path / "summary.json"
+    path.write_text("old")
+    write_json_atomic(path, {"a": [1, 2]})
+    assert path.read_text() == '{\n  "a": [\n    1,\n    2\n  ]\n}\n'
+    text = tmp_path / "report.md"
+    write_text_atomic(text, "# hi\n")
+    assert text.read_text() == "# hi\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "summary.json"]
