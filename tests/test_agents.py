@@ -402,3 +402,293 @@ def test_score_transition_counts_a_missed_candidate_run_as_zero(monkeypatch):
     assert (candidate["fsr"], candidate["runs"], candidate["misses"], candidate["time_to_target_s"]) == \
         (0.25, 2, 1, 2.0)
     assert len(out["runs"]) == 6
+
+
+# ---- the journal: reading, resuming, the tree its events make ----
+
+def node_event(i, parent, kind="draft", debug_depth=0):
+    return {"event": "node", "node": i, "parent": parent, "kind": kind, "depth": 0 if parent is None else 1,
+            "debug_depth": debug_depth}
+
+
+def test_read_events_skips_blank_lines_and_a_torn_tail(tmp_path):
+    path = tmp_path / "j.jsonl"
+    assert read_events(path) == []
+    path.write_text('{"event": "a"}\n\n{"event": "b"}\n{"event": "c"')
+    assert read_events(path) == [{"event": "a"}, {"event": "b"}]
+    path.write_text('{"event": "a"}')
+    assert read_events(path) == []
+
+
+def test_a_journal_cuts_its_torn_tail_and_appends_after_it(tmp_path):
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"event": "a", "t": 1}\n{"event": "b", "t"')
+    journal = Journal(path)
+    assert journal.past == [{"event": "a", "t": 1}]
+    assert journal.write({"event": "a"}) == {"event": "a", "t": 1}  # replayed: the recorded one comes back
+    written = journal.write({"event": "c", "x": 1})
+    journal.close()
+    assert written["event"] == "c" and isinstance(written["t"], float)
+    assert [e["event"] for e in read_events(path)] == ["a", "c"]
+    assert path.read_text().count("\n") == 2
+
+
+def test_a_resumed_journal_refuses_another_event_but_ignores_timings(tmp_path):
+    from orchestrator.agents.journal import JournalMismatch
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"event": "a", "n": 1, "t": 1, "wall_s": 5, "compute_seconds": 2}\n')
+    journal = Journal(path)
+    assert journal.write({"event": "a", "n": 1, "wall_s": 9, "compute_seconds": 0})["wall_s"] == 5
+    journal.close()
+    journal = Journal(path)
+    with pytest.raises(JournalMismatch):
+        journal.write({"event": "a", "n": 2})
+    journal.close()
+
+
+def test_recorded_is_the_first_matching_event(tmp_path):
+    path = tmp_path / "j.jsonl"
+    path.write_text("".join(json_line(e) for e in [
+        {"event": "proposal", "node": 1, "attempt": 0, "edit": "x"},
+        {"event": "proposal", "node": 1, "attempt": 1, "edit": "y"},
+        {"event": "proposal", "node": 1, "attempt": 1, "edit": "z"},
+        {"event": "evaluation", "node": 1, "sha": "s"}]))
+    journal = Journal(path)
+    assert journal.recorded("proposal", node=1, attempt=1)["edit"] == "y"
+    assert journal.recorded("proposal", node=2) is None
+    assert journal.recorded("evaluation", sha="s")["node"] == 1
+    journal.close()
+
+
+def json_line(event):
+    import json
+    return json.dumps(event) + "\n"
+
+
+def test_tree_apply_marks_buggy_nodes_with_their_reason():
+    tree = Tree.from_events([
+        {"event": "rollout", "record": "r"},
+        node_event(0, None, "root"), node_event(1, 0), node_event(2, 0), node_event(3, 1, "improve"),
+        {"event": "proposal", "node": 1, "hypothesis": "h1"},
+        {"event": "edit", "node": 1, "applied": False, "error": "e0", "final": False},
+        {"event": "edit", "node": 1, "applied": True, "script": "s1", "sha": "a1"},
+        {"event": "edit", "node": 2, "applied": False, "error": "nope", "final": True},
+        {"event": "integrity", "node": 3, "problems": ["p", "q"]},
+        {"event": "integrity", "node": 1, "problems": []},
+        {"event": "done", "best": 1}])
+    n1, n2, n3 = tree.nodes[1], tree.nodes[2], tree.nodes[3]
+    assert (n1.hypothesis, n1.script, n1.sha, n1.edit_errors, n1.buggy, n1.integrity) == ("h1", "s1", "a1", ["e0"], False, [])
+    assert (n2.buggy, n2.reason, n2.script) == (True, "edit rejected: nope", None)
+    assert (n3.buggy, n3.reason) == (True, "integrity: p; q")
+    assert tree.nodes[0].children == [1, 2] and n1.children == [3] and tree.best == 1
+    assert tree.header == {"event": "rollout", "record": "r"}
+
+
+def test_base_script_is_the_nearest_ancestor_with_a_script():
+    tree = Tree.from_events([
+        node_event(0, None, "root"), {"event": "edit", "node": 0, "applied": True, "script": "root", "sha": "r"},
+        node_event(1, 0), node_event(2, 1, "debug", 1), node_event(3, 2, "debug", 2),
+        {"event": "edit", "node": 2, "applied": True, "script": "two", "sha": "t"}])
+    assert tree.base_script(tree.nodes[1]) == "root"
+    assert tree.base_script(tree.nodes[2]) == "root"  # node 1 never got a script
+    assert tree.base_script(tree.nodes[3]) == "two"
+
+
+def test_tree_stats_count_nodes_besides_the_root_and_distinct_evaluated_scripts():
+    ok = {"status": "ok", "reason": "target_reached"}
+    tree = Tree.from_events([
+        node_event(0, None, "root"), node_event(1, 0), node_event(2, 0), node_event(3, 0),
+        *({"event": "edit", "node": i, "applied": True, "script": sha, "sha": sha} for i, sha in
+          ((0, "r"), (1, "x"), (2, "x"), (3, "y"))),
+        {"event": "evaluation", "node": 0, "sha": "r", "time_to_target_s": 10.0, **ok},
+        {"event": "evaluation", "node": 1, "sha": "x", "time_to_target_s": 8.0, **ok},
+        {"event": "evaluation", "node": 2, "sha": "x", "time_to_target_s": 8.0, **ok},
+        {"event": "evaluation", "node": 3, "sha": "y", "status": "failed", "reason": "crashed",
+         "time_to_target_s": None},
+        {"event": "done", "best": 1}])
+    assert tree.stats() == {"nodes": 3, "candidates_evaluated": 2, "buggy": 1, "buggy_fraction": 1 / 3,
+                            "best_node": 1, "best_time_s": 8.0, "best_is_root": False, "root_time_s": 10.0}
+    root_only = Tree.from_events([node_event(0, None, "root"), {"event": "done", "best": None}])
+    assert root_only.stats() == {"nodes": 0, "candidates_evaluated": 0, "buggy": 0, "buggy_fraction": 0.0,
+                                 "best_node": None, "best_time_s": None, "best_is_root": False,
+                                 "root_time_s": None}
+
+
+# ---- the rollout: history, reflections, coder errors, shared evaluations, cutoff, room ----
+
+def test_history_lists_the_branch_from_the_root_then_the_edit_errors():
+    from orchestrator.agents.search import history
+    ok = {"status": "ok", "reason": "target_reached"}
+    tree = Tree.from_events([
+        node_event(0, None, "root"), {"event": "evaluation", "node": 0, "time_to_target_s": 10.0, **ok},
+        node_event(1, 0), {"event": "proposal", "node": 1, "hypothesis": "faster lr"},
+        {"event": "evaluation", "node": 1, "status": "failed", "reason": "crashed", "time_to_target_s": None,
+         "log_tail": "x" * 2500 + "END"},
+        node_event(2, 1, "debug", 1),
+        {"event": "edit", "node": 2, "applied": False, "error": "no match", "final": False}])
+    lines = history(tree, tree.nodes[2])
+    assert lines[0] == "node 0 (root): the record's script -> reached the target in 10.00 s"
+    assert lines[1] == "node 1 (draft): faster lr -> buggy: failed: crashed"
+    assert lines[2].startswith("log tail of node 1:\n") and lines[2].endswith("END")
+    assert len(lines[2]) == len("log tail of node 1:\n") + 2000  # only the last 2000 characters
+    assert lines[3:] == ("your edit for this step did not apply: no match",)
+    improve = Tree.from_events([node_event(0, None, "root"), node_event(1, 0, "improve")])
+    assert history(improve, improve.nodes[1]) == ("node 0 (root): the record's script -> buggy: ",)
+
+
+def test_request_seed_depends_on_seed_node_and_attempt():
+    from orchestrator.agents.search import request_seed
+    seeds = {request_seed(s, n, a) for s in (0, 1) for n in (1, 2) for a in (0, 1)}
+    assert len(seeds) == 8 and all(0 <= s < 2 ** 31 for s in seeds)
+    assert request_seed(3, 4, 5) == request_seed(3, 4, 5)
+
+
+def one_node(tmp_path, answer, reflections=5, **kwargs):
+    scaffold = Scaffold("one", drafts=1, branching=0, iterations=1, max_nodes=1)
+    return run(scaffold, tmp_path / "j.jsonl", coder=ScriptedCoder(answer), reflections=reflections, **kwargs)
+
+
+@pytest.mark.parametrize("reflections, attempts", [(0, 1), (1, 2), (3, 4)])
+def test_a_nonapplying_edit_is_asked_again_reflections_times(tmp_path, reflections, attempts):
+    tree, evaluator = one_node(tmp_path, lambda r: Proposal(search_replace("nope", "x"), "stale"), reflections)
+    edits = [e for e in read_events(tmp_path / "j.jsonl") if e["event"] == "edit" and e["node"] == 1]
+    assert [e["final"] for e in edits] == [False] * (attempts - 1) + [True]
+    assert tree.nodes[1].buggy and len(evaluator.ran) == 1
+
+
+def test_a_coder_error_is_final_at_once(tmp_path):
+    tree, evaluator = one_node(tmp_path, lambda r: Proposal("", error="timed out"))
+    edits = [e for e in read_events(tmp_path / "j.jsonl") if e["event"] == "edit" and e["node"] == 1]
+    assert [(e["error"], e["final"]) for e in edits] == [("coder: timed out", True)]
+    assert tree.nodes[1].reason == "edit rejected: coder: timed out" and len(evaluator.ran) == 1
+
+
+def test_nodes_with_one_script_are_evaluated_once_and_share_the_result(tmp_path):
+    same = ScriptedCoder(lambda r: Proposal(search_replace("speed = 10", "speed = 20"), "same"))
+    tree, evaluator = run(Scaffold("flat3", drafts=3, branching=0, iterations=1, max_nodes=3), tmp_path / "j.jsonl",
+                          coder=same)
+    assert len(evaluator.ran) == 2  # the root and the one distinct candidate
+    assert [tree.nodes[i].time_s for i in (1, 2, 3)] == [5.0, 5.0, 5.0]
+
+
+class BeatRecorder(FakeEvaluator):
+    def evaluate(self, requests):
+        self.beats = getattr(self, "beats", []) + [r.beat_time_ms for r in requests]
+        return super().evaluate(requests)
+
+
+@pytest.mark.parametrize("cutoff, beat", [(0.0, None), (1.5, 15000.0)])
+def test_a_cutoff_stops_candidates_at_a_multiple_of_the_root_time(tmp_path, cutoff, beat):
+    evaluator = BeatRecorder()
+    one_node(tmp_path, lambda r: Proposal(search_replace("speed = 10", "speed = 20"), "x"), evaluator=evaluator,
+             cutoff=cutoff)
+    assert evaluator.beats == [None, beat]  # the root (10 s) runs without one
+
+
+def test_max_nodes_bounds_the_drafts_and_every_later_step(tmp_path):
+    tree, _ = run(Scaffold("s", drafts=5, branching=3, iterations=5, max_nodes=7), tmp_path / "j.jsonl",
+                  coder=seeded_coder(bug_rate=0))
+    assert [c for _, _, c in steps(tmp_path / "j.jsonl")] == [5, 2]
+    assert len(tree.nodes) == 8
+    events = read_events(tmp_path / "j.jsonl")
+    assert events[-1]["event"] == "done" and events[-1]["best"] == tree.best
+
+
+def test_a_rollout_opens_with_its_header_and_the_root(tmp_path):
+    run(Scaffold("one", drafts=1, branching=0, iterations=1, max_nodes=1), tmp_path / "j.jsonl", seed=4)
+    events = read_events(tmp_path / "j.jsonl")
+    assert [e["event"] for e in events[:5]] == ["rollout", "node", "edit", "integrity", "evaluation"]
+    head = events[0]
+    assert (head["record"], head["next_record"], head["seed"], head["reflections"], head["cutoff"]) == (
+        "fake/01", "fake/02", 4, 5, 0.0)
+    assert events[2]["mode"] == "record" and events[2]["script"] == ROOT_SCRIPT
+
+
+# ---- coders ----
+
+def test_record_of_reads_the_record_line():
+    from orchestrator.agents.coders import record_of
+    assert record_of("Intro\nRecord: shakespeare/01_adamw\nmore") == "shakespeare/01_adamw"
+    assert record_of("Record:  x") is None and record_of("no record") is None
+    assert record_of("xRecord: a\nRecord: b") == "b"  # the line must start with it
+
+
+def test_numeric_settings_are_module_level_single_line_nonzero_numbers():
+    from orchestrator.agents.coders import numeric_settings
+    script = ("lr = 3e-4\nsteps, warm = 100, 0\nflag = True\nname = 'x'\nneg = -2\na = b = 4\n"
+              "x, y = 1, 2, 3\ndef f():\n    inner = 5\nbig = (\n 7)\nlast = 2.5  # c\n")
+    assert [(n, line, v) for n, line, _, _, v in numeric_settings(script)] == [
+        ("lr", 1, 3e-4), ("steps", 2, 100), ("big", 11, 7), ("last", 12, 2.5)]  # the number's own line
+    (_, _, start, end, _), = [s for s in numeric_settings(script) if s[0] == "last"]
+    assert script.split("\n")[11][start:end] == "2.5"
+
+
+@pytest.mark.parametrize("value, factor, new", [("8", 0.5, "4"), ("3", 0.1, "1"), ("7", 0.5, "4"), ("0.001", 1.5, "0.0015"),
+                                                ("1.2345", 2.0, "2.47")])
+def test_mutate_scales_an_int_to_an_int_of_at_least_one_and_a_float_to_three_digits(monkeypatch, value, factor, new):
+    import orchestrator.agents.coders as coders
+    from orchestrator.protocols import ProposeRequest
+    monkeypatch.setattr(coders, "FACTORS", (factor,))
+    [p] = MutateCoder(max_changes=1).propose([ProposeRequest("t", f"x = {value}\n", seed=0)])
+    assert apply_edit(f"x = {value}\n", p.edit)[0] == f"x = {new}\n"
+    assert p.hypothesis == f"change x {value} -> {new}"
+
+
+def test_mutate_refuses_scripts_without_a_free_number_or_that_do_not_parse():
+    from orchestrator.protocols import ProposeRequest
+    [a, b] = MutateCoder(protected=["x"]).propose([ProposeRequest("t", "x = 1\n"), ProposeRequest("t", "x = (\n")])
+    assert a.error == "no numeric setting that may change" and not a.edit
+    assert b.error.startswith("the script does not parse") and not b.edit
+
+
+def test_replay_knows_only_its_ladder():
+    from orchestrator.protocols import ProposeRequest
+    [p] = ReplayCoder({}).propose([ProposeRequest("Record: s/09", "x")])
+    assert p.error == "replay knows no next record for s/09" and p.edit == ""
+
+
+def test_diff_blocks_falls_back_to_the_whole_file_when_a_hunk_is_ambiguous():
+    old = "a = 1\n" + "pad\n" * 8 + "a = 1\n"
+    new = "a = 1\n" + "pad\n" * 8 + "a = 2\n"
+    edit = diff_blocks(old, new)
+    assert apply_edit(old, edit)[0] == new
+
+
+def test_an_unknown_hostile_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown hostile"):
+        hostile("polite", ROOT_SCRIPT)
+
+
+# ---- scoring helpers ----
+
+def test_similarity_and_candidate_names():
+    from orchestrator.agents.scoring import candidate_name, similarity
+    assert similarity("a\nb\n", "a\nb\n") == 1.0
+    assert similarity("a\nb", "a\nc") == 0.5 and similarity("x", "y") == 0.0
+    assert candidate_name("0123456789abcdef") == "candidate/0123456789ab"
+
+
+# ---- edits: formats and precedence ----
+
+@pytest.mark.parametrize("edit, expected", [
+    ("```py\nx = 2\n```", ("x = 2\n", "whole_file")),
+    ("```\nx = 3\n```", ("x = 3\n", "whole_file")),
+    ("text\n```python\nx = 4\n```\nmore text", ("x = 4\n", "whole_file")),
+])
+def test_a_single_fenced_block_replaces_the_whole_file(edit, expected):
+    assert apply_edit("x = 1\n", edit) == expected
+
+
+def test_two_fenced_blocks_are_no_edit_and_blocks_win_over_a_fence():
+    with pytest.raises(EditError, match="neither format"):
+        apply_edit("x = 1\n", "```python\na\n```\n```python\nb\n```")
+    mixed = search_replace("x = 1", "x = 5") + "\n```python\ny = 0\n```"
+    assert apply_edit("x = 1\n", mixed) == ("x = 5\n", "blocks")
+
+
+def test_a_later_block_failing_fails_the_whole_edit_with_its_number():
+    both = search_replace("x = 1", "x = 5") + "\n" + search_replace("zzz", "q")
+    with pytest.raises(EditError, match="block 2"):
+        apply_edit("x = 1\n", both)
+    with pytest.raises(EditError, match="block 1: its SEARCH text is empty"):
+        apply_edit("x = 1\n", search_replace("  \n ", "q"))
