@@ -1,5 +1,6 @@
-"""The one lockstep driver, with in-process pools: same results as one problem at a time,
-merged calls, a bounded number of active problems, and finished problems replaced at once."""
+"""The one driver, with in-process pools: same results as one problem at a time, merged calls, a
+bounded number of active problems, finished problems replaced at once; cohorts that move on
+their own, down to each strategy alone (asynchronous)."""
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -147,16 +148,17 @@ def candidate_loop(name, waits, rounds=2):
     return ran
 
 
-def drive_candidates(lockstep):
+def drive_candidates(cohorts, waits=(4, 1)):
     events = []
-    jobs = [("a", candidate_loop("a", 4)), ("b", candidate_loop("b", 1))]
+    names = "abcd"[:len(waits)]
+    jobs = [(name, candidate_loop(name, w)) for name, w in zip(names, waits)]
     pools = {Run: TickingPool(events), Propose: LocalPool(LoggingCoder(events))}
-    results = {u: r for u, r, _ in drive(jobs, pools, max_active=2, lockstep=lockstep)}
+    results = {u: r for u, r, _ in drive(jobs, pools, max_active=len(jobs), cohorts=cohorts)}
     return results, events
 
 
 def test_asynchronous_strategies_move_on_as_soon_as_their_call_is_back():
-    results, events = drive_candidates(lockstep=False)
+    results, events = drive_candidates(cohorts=None)
     assert results == {"a": ["ran a0 edit", "ran a1 edit"], "b": ["ran b0 edit", "ran b1 edit"]}
     assert ("sent", ["a0 edit"]) in events and ("sent", ["b0 edit"]) in events  # one call per strategy
     a_back = events.index(("back", ["a0 edit"]))
@@ -166,20 +168,28 @@ def test_asynchronous_strategies_move_on_as_soon_as_their_call_is_back():
 
 
 def test_lockstep_strategies_wait_for_the_round():
-    results, events = drive_candidates(lockstep=True)
-    assert results == drive_candidates(lockstep=False)[0]  # the same answers either way
+    results, events = drive_candidates(cohorts=1)
+    assert results == drive_candidates(cohorts=None)[0]  # the same answers either way
     assert ("sent", ["a0 edit", "b0 edit"]) in events  # one merged call per round
     assert events.index(("proposed", ["a1", "b1"])) > events.index(("back", ["a0 edit", "b0 edit"]))
 
 
+def test_cohorts_merge_their_own_calls_and_move_on_alone():
+    """Slots 0 and 2 (a, c) are one cohort, 1 and 3 (b, d) the other."""
+    results, events = drive_candidates(cohorts=2, waits=(4, 1, 4, 1))
+    assert results == drive_candidates(cohorts=None, waits=(4, 1, 4, 1))[0]
+    assert ("sent", ["a0 edit", "c0 edit"]) in events and ("sent", ["b0 edit", "d0 edit"]) in events
+    assert events.index(("back", ["b1 edit", "d1 edit"])) < events.index(("back", ["a0 edit", "c0 edit"]))
+
+
 @pytest.mark.parametrize("max_active", [1, 3])
-def test_asynchronous_search_matches_lockstep(max_active):
+@pytest.mark.parametrize("cohorts", [None, 2])
+def test_search_in_cohorts_matches_lockstep(max_active, cohorts):
     units = [{"problem": q, "method": m} for m in sorted(STRATEGIES) for q in QUESTIONS[:2]]
 
-    def results(lockstep):
+    def results(cohorts):
         jobs = ((u, strategy(u["method"], u["problem"])) for u in units)
         pools = {Generate: LocalPool(SeededPolicy("\n")), Score: LocalPool(RuleScorer(hashed_score))}
-        return {(u["problem"], u["method"]): r.to_dict()
-                for u, r, _ in drive(jobs, pools, max_active, lockstep=lockstep)}
+        return {(u["problem"], u["method"]): r.to_dict() for u, r, _ in drive(jobs, pools, max_active, cohorts=cohorts)}
 
-    assert results(False) == results(True)
+    assert results(cohorts) == results(1)
