@@ -2,13 +2,16 @@
 
 A strategy is a generator (a search strategy, a PassUntil sampler, an agent scaffold): it yields
 a request batch (`Generate`, `Score`, ... see protocols.py), receives the results in request
-order, and finally returns its result. Lockstep (the default, for batching): each round, the
-requests of every active strategy waiting on the same kind go out as one call to the pool that
-`pools` maps that kind to, and the next round starts when all of the round's calls are back.
-Asynchronous (`lockstep=False`, for requests that take minutes, like a candidate's training
-run): each strategy's batch is its own call, sent as soon as the strategy yields it, and the
-driver advances whichever strategy's call is back first while the others run on. A finished
-strategy is yielded with its wall seconds and the next job takes its slot.
+order, and finally returns its result. The active strategies form cohorts that move in rounds:
+each round, a cohort's requests of one kind go out as one call to the pool that `pools` maps
+that kind to, each strategy advances as soon as its call is back, and the cohort sends again
+once all of its calls are back. Cohorts run independently of each other.
+- One cohort (the default): lockstep, the most requests per call (batching).
+- Several: while one cohort's calls run, the driver handles the others' results, so its own work
+  overlaps the backends' (a cluster with many replicas).
+- Each strategy alone (`cohorts=None`): asynchronous, for requests that take minutes, like a
+  candidate's training run; whichever strategy's call is back first moves on at once.
+A finished strategy is yielded with its wall seconds and the next job takes its slot.
 
 A pool is anything with `submit(method, items, affinity) -> call`, `wait(calls, num_returns,
 timeout) -> (done, pending)` and `call.result()`: `actors.pool.ReplicaPool` on a cluster,
@@ -52,28 +55,30 @@ class LocalPool:
         return list(calls), []
 
 
-POLL_S = 0.05  # asynchronous waits on calls of several pools poll each in turn this long
+POLL_S = 0.005  # waiting on calls of several pools polls each in turn this long
 
 
 def drive(jobs: Iterable[tuple[Any, Any]], pools: dict[type, Pool], max_active: int,
           affinity_key: Callable[[Any], Hashable] = lambda unit: None,
-          stats: dict | None = None, lockstep: bool = True) -> Iterator[tuple[Any, Any, float]]:
+          stats: dict | None = None, cohorts: int | None = 1) -> Iterator[tuple[Any, Any, float]]:
     """Runs `(unit, strategy)` jobs, at most `max_active` at once; yields `(unit, result, wall_s)`.
 
     `pools` is the table from request kind to the pool that answers it (each kind names its
     method; calls are sent in the table's order). `affinity_key(unit)` tags every request of a
-    unit (a problem's requests go back to the replica that cached its prefixes). `lockstep`: see
-    the module's docstring. `stats`, if given, gathers `rounds` (times the driver sent and
-    waited), the backends' `compute_seconds` per kind and, in lockstep, `busy_seconds`: per
-    round, the longest call (they run side by side), to compare with wall time.
+    unit (a problem's requests go back to the replica that cached its prefixes). `cohorts`: see
+    the module's docstring (slot i is in cohort i mod cohorts). `stats`, if given, gathers
+    `rounds` (times the driver sent and waited), the backends' `compute_seconds` per kind and,
+    with one cohort, `busy_seconds`: per round, the longest call (they run side by side), to
+    compare with wall time.
     """
     stats = {} if stats is None else stats
     stats.setdefault("rounds", 0)
     stats.setdefault("busy_seconds", 0.0)
     compute = stats.setdefault("compute_seconds", {})
+    cohort_of = (lambda slot: slot) if cohorts is None else (lambda slot: slot % cohorts)
     todo = iter(jobs)
     active: dict[int, list] = {}  # slot -> [unit, strategy, pending batch, start time]
-    inflight: list[tuple[type, list[int], Pool, Call]] = []  # (kind, slots, pool, call)
+    inflight: dict[int, list[tuple[type, list[int], Pool, Call]]] = {}  # cohort -> its (kind, slots, pool, call)
     next_slot = 0
 
     def advance(slot: int, reply) -> tuple[Any, Any, float] | None:
@@ -101,21 +106,26 @@ def drive(jobs: Iterable[tuple[Any, Any]], pools: dict[type, Pool], max_active: 
         yield from finished
         if not active:
             return
-        sent = {s for _, slots, _, _ in inflight for s in slots}
+        busy_cohorts = set(inflight)
         for kind, pool in pools.items():
-            waiting = [s for s, a in active.items() if type(a[2]) is kind and s not in sent]
-            if not waiting:
-                continue
-            for slots in [waiting] if lockstep else [[s] for s in waiting]:
+            waiting: dict[int, list[int]] = {}
+            for s, a in active.items():
+                if type(a[2]) is kind and cohort_of(s) not in busy_cohorts:
+                    waiting.setdefault(cohort_of(s), []).append(s)
+            for cohort, slots in waiting.items():
                 items = [r for s in slots for r in active[s][2].requests]
                 keys = [affinity_key(active[s][0]) for s in slots for _ in active[s][2].requests]
-                inflight.append((kind, slots, pool, pool.submit(kind.method, items, affinity=keys)))
+                call = pool.submit(kind.method, items, affinity=keys)
+                inflight.setdefault(cohort, []).append((kind, slots, pool, call))
         stats["rounds"] += 1
         busy = 0.0
-        for entry in (list(inflight) if lockstep else first_back(inflight)):
+        calls = [(cohort, entry) for cohort, entries in inflight.items() for entry in entries]
+        for cohort, entry in (calls if cohorts == 1 else first_back(calls)):
             kind, slots, pool, call = entry
             pool.wait([call])
-            inflight.remove(entry)
+            inflight[cohort].remove(entry)
+            if not inflight[cohort]:
+                del inflight[cohort]
             results, start = call.result(), 0
             if len(results) != sum(len(active[s][2].requests) for s in slots):
                 raise RuntimeError(f"{kind.__name__}: {len(results)} results for the requests sent")
@@ -128,19 +138,21 @@ def drive(jobs: Iterable[tuple[Any, Any]], pools: dict[type, Pool], max_active: 
                 start += count
                 if done:
                     yield done
-        if lockstep:
+        if cohorts == 1:
             stats["busy_seconds"] += busy
 
 
-def first_back(inflight: list[tuple[type, list[int], Pool, Call]]) -> list[tuple[type, list[int], Pool, Call]]:
-    """The in-flight calls that are back once at least one is (blocking on one pool; polling several)."""
+def first_back(calls: list[tuple[int, tuple]]) -> list[tuple[int, tuple]]:
+    """The (cohort, call entry) pairs that are back once at least one is (blocking on one pool,
+    polling when calls of several pools are in flight)."""
     by_pool: dict[int, list] = {}
-    for entry in inflight:
-        by_pool.setdefault(id(entry[2]), []).append(entry)
+    for cohort, entry in calls:
+        by_pool.setdefault(id(entry[2]), []).append((cohort, entry))
     timeout = None if len(by_pool) == 1 else POLL_S
     while True:
-        for entries in by_pool.values():
-            done, _ = entries[0][2].wait([e[3] for e in entries], num_returns=1, timeout=timeout)
+        for members in by_pool.values():
+            pool = members[0][1][2]
+            done, _ = pool.wait([entry[3] for _, entry in members], num_returns=1, timeout=timeout)
             if done:
                 back = {id(c) for c in done}
-                return [e for e in entries if id(e[3]) in back]
+                return [(cohort, entry) for cohort, entry in members if id(entry[3]) in back]

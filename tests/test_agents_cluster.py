@@ -92,7 +92,7 @@ def test_asynchronous_rollouts_start_a_candidate_as_soon_as_a_trainer_is_free(tm
                                journals[name], 0, lambda s: []))
                 for name in ("slow", "fast")]
         trees = {u: t for u, t, _ in drive(jobs, {Evaluate: pool, Propose: LocalPool(ScriptedCoder(slower))},
-                                             max_active=2, lockstep=False)}
+                                             max_active=2, cohorts=None)}
     finally:
         for journal in journals.values():
             journal.close()
