@@ -692,3 +692,52 @@ def test_a_later_block_failing_fails_the_whole_edit_with_its_number():
         apply_edit("x = 1\n", both)
     with pytest.raises(EditError, match="block 1: its SEARCH text is empty"):
         apply_edit("x = 1\n", search_replace("  \n ", "q"))
+
+
+def test_score_transition_interleaves_records_and_candidates_with_a_seed_per_repeat(monkeypatch):
+    """Every repeat is one direction-alternating round over record i, record i+1 and each
+    candidate (record i's launch spec and target with the candidate's script), seeded seed + rep;
+    a candidate's flags are the sorted union over its runs."""
+    import orchestrator.agents.scoring as scoring
+    from orchestrator.speedrun.records import Record
+    seen = {}
+
+    def replay(order, records, log_dir, timeout_s, sandbox):
+        seen["order"], seen["records"] = list(order), records
+        for name, rep, _, _ in order:
+            flags = {("candidate/aaaaaaaaaaaa", 0): ["z", "a"], ("candidate/aaaaaaaaaaaa", 1): ["a"]}.get((name, rep), [])
+            yield (name, rep, None, None), {"status": "ok", "reason": "target_reached", "flags": flags,
+                                            "time_to_target_ms": 1000.0 * {"r/01": 4, "r/02": 2}.get(name, 3 + rep)}
+
+    monkeypatch.setattr(scoring, "replay", replay)
+    base = Record("r/01", Path("a.py"), target_val_loss=2.5)
+    out = scoring.score_transition(base, Record("r/02", Path("b.py")), {"a" * 16: Path("c.py")}, repeats=2,
+                                   seed=10, log_dir=None, timeout_s=1.0, sandbox=None, clock="wall", log=lambda _: None)
+    c = "candidate/aaaaaaaaaaaa"
+    assert seen["order"] == [("r/01", 0, 10, "timed"), ("r/02", 0, 10, "timed"), (c, 0, 10, "timed"),
+                             (c, 1, 11, "timed"), ("r/02", 1, 11, "timed"), ("r/01", 1, 11, "timed")]
+    cand = seen["records"][c]
+    assert (cand.script, cand.target_val_loss, cand.launch) == (Path("c.py"), 2.5, base.launch)
+    result = out["candidates"]["a" * 16]
+    assert result["flags"] == ["a", "z"] and result["time_to_target_s"] == pytest.approx(3.5)
+    assert result["fsr"] == pytest.approx(0.25)  # 3 s and 4 s against records at 4 s and 2 s: 0.5 and 0
+    assert (out["record_i"], out["record_i+1"]) == ("r/01", "r/02")
+
+
+def test_every_journal_event_is_fsynced_once_it_is_written(tmp_path, monkeypatch):
+    import os
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path)
+    at_fsync = []
+    real = os.fsync
+
+    def fsync(fd):
+        at_fsync.append(path.read_text().count("\n"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    for i in range(3):
+        journal.write({"event": "x", "i": (i, i)})
+    journal.close()
+    assert at_fsync == [1, 2, 3]
+    assert [e["i"] for e in read_events(path)] == [[0, 0], [1, 1], [2, 2]]  # JSON values, as a reader sees them

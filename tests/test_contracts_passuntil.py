@@ -360,3 +360,31 @@ def test_models_at_pu_zero_or_one_leave_the_line_and_too_few_left_is_no_line():
 def test_a_fit_needs_three_models():
     with pytest.raises(ValueError, match="at least 3"):
         fit_task_law(E[:2], exact_pu([0.5, 0.0]))
+
+
+@pytest.mark.parametrize("samples", [4, 5, 10, 100])
+def test_stopped_interval_inverts_both_tails_for_every_k_above_r(samples):
+    """Stopped at K or better <=> Bin(K, p) >= r; at K or worse <=> Bin(K-1, p) <= r-1, each tail
+    at 2.5% (K = r + 1 included, where the upper shape K - r is 1)."""
+    e = estimate(3, samples, RULE)
+    assert sps.binom.sf(2, samples, e.low) == pytest.approx(0.025, rel=1e-6)
+    assert sps.binom.cdf(2, samples - 1, e.high) == pytest.approx(0.025, rel=1e-6)
+
+
+@pytest.mark.parametrize("passes, samples", [([3, 4], [10, 50]), ([3, 3], [10, 2]), ([3, 1], [10, 101]),
+                                             ([3, 1], [10, 50])])
+def test_estimate_arrays_refuses_a_batch_with_one_bad_instance(passes, samples):
+    from orchestrator.passuntil.estimators import estimate_arrays
+    with pytest.raises(ValueError):
+        estimate_arrays(passes, samples, RULE)
+
+
+def test_measured_interval_resamples_the_held_out_models_instances():
+    # training models: two identical instances each (their bootstrap is a point); the held-out
+    # model's instances 0.2 and 0.6 resample to means 0.2, 0.4, 0.6 (chances 1/4, 1/2, 1/4)
+    train = np.repeat(exact_pu([0.5, 0.0, -0.5]), 2, axis=1)
+    fit = fit_task_law(E, np.vstack([train, [[0.2, 0.6]]]), n_boot=400)
+    p = fit.prediction
+    assert p.measured == pytest.approx(0.4) and p.measured_ci == pytest.approx((0.2, 0.6))
+    assert p.predicted_ci == pytest.approx((p.predicted, p.predicted))
+    assert fit.intercept_ci == pytest.approx((1.0, 1.0)) and fit.n_boot_valid == 400

@@ -471,3 +471,14 @@ def test_load_records_orders_by_order_then_name_and_refuses_duplicates(tmp_path)
     write_yaml(tmp_path / "l", "d", "script: d.py\nname: l/a\n")
     with pytest.raises(ValueError, match="duplicate"):
         rec.load_records(tmp_path / "l")
+
+
+def test_confidence_reaches_the_log_scale_interval_the_speedup_and_the_ladder():
+    s = summarize_positive([1.0, 4.0], confidence=0.5)
+    half = sps.t.ppf(0.75, 1) * (math.log(4) / math.sqrt(2)) / math.sqrt(2)
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((2 * math.exp(-half), 2 * math.exp(half)))
+    half = sps.t.ppf(0.95, 2) * math.sqrt(0.08)  # the hand-worked speedup above, at 90%
+    assert (speedup([4.0, 6.0], [2.0, 3.0], 0.9)["ci_low"], speedup([4.0, 6.0], [2.0, 3.0], 0.9)["ci_high"]) == \
+        pytest.approx((2 * math.exp(-half), 2 * math.exp(half)))
+    [step] = consecutive_speedups({"a": [4.0, 6.0], "b": [2.0, 3.0]}, confidence=0.9)
+    assert (step["from"], step["to"], step["ci_low"]) == ("a", "b", pytest.approx(2 * math.exp(-half)))

@@ -245,3 +245,36 @@ def test_two_stage_bootstrap_fills_every_replicate_across_chunks():
     y[0] = 1.0  # problem 0 always right: the mean is 1/3, and resampling problems moves it
     mean, low, high = two_stage_bootstrap_interval(y, n_boot=400)
     assert mean == pytest.approx(1 / 3) and low == 0.0 and high == 1.0
+
+
+def test_bootstrap_mean_interval_defaults_to_seed_zero():
+    from orchestrator.stats import bootstrap_mean_interval
+    values = [0.0, 1.0, 1.0, 0.0, 1.0, 0.3]
+    assert bootstrap_mean_interval(values, n_boot=300) == bootstrap_mean_interval(values, n_boot=300, seed=0)
+    assert bootstrap_mean_interval(values, n_boot=300) != bootstrap_mean_interval(values, n_boot=300, seed=1)
+
+
+def test_curve_point_interval_is_the_percentile_interval_of_its_replicates_at_the_confidence():
+    configs, levels = fragile_level()
+    (wide,) = compute_optimal(configs, levels, budgets=[4], n_boot=400)
+    (narrow,) = compute_optimal(configs, levels, budgets=[4], n_boot=400, confidence=0.5)
+    assert (narrow.low, narrow.high) == percentile_interval(narrow.replicates, 0.5)
+    assert (wide.low, wide.high) == percentile_interval(wide.replicates, 0.95)
+    assert np.array_equal(wide.replicates, narrow.replicates) and wide.low < narrow.low <= narrow.high < wide.high
+    assert len(wide.replicates) == 400
+
+
+def test_efficiency_multiplier_sorts_weighted_by_cost_and_ignores_unscored_problems():
+    # 40 problems in two levels as before, plus a singleton level (problem 40) that every
+    # weighted configuration gets wrong: the curve does not score it, so neither may the match.
+    levels = np.array([1] * 20 + [2] * 20 + [3])
+
+    def acc(value):
+        return np.append(np.full(40, value), 0.0)
+
+    weighted = [Config(f"weighted@{n}", n, acc(a)) for n, a in ((16, 0.8), (1, 0.5), (4, 0.7))]
+    beam = [Config("beam@4", 4, acc(0.75))]
+    curve = compute_optimal(weighted + beam, levels, budgets=[4], n_boot=100)
+    assert curve[0].accuracy == pytest.approx(0.75)
+    m = efficiency_multiplier(weighted, curve, 4, levels, n_boot=100)
+    assert (m.matched_budget, m.value) == pytest.approx((8.0, 2.0))
