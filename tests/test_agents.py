@@ -741,3 +741,26 @@ def test_every_journal_event_is_fsynced_once_it_is_written(tmp_path, monkeypatch
     journal.close()
     assert at_fsync == [1, 2, 3]
     assert [e["i"] for e in read_events(path)] == [[0, 0], [1, 1], [2, 2]]  # JSON values, as a reader sees them
+
+
+def test_diff_blocks_is_one_block_per_hunk_with_three_lines_of_context():
+    old = "\n".join(f"l{i}" for i in range(10))
+    new = old.replace("l5", "X")
+    assert diff_blocks(old, new) == search_replace("l2\nl3\nl4\nl5\nl6\nl7\nl8", "l2\nl3\nl4\nX\nl6\nl7\nl8")
+    far = old.replace("l0", "A").replace("l9", "B")
+    assert diff_blocks(old, far) == "\n".join([search_replace("l0\nl1\nl2\nl3", "A\nl1\nl2\nl3"),
+                                               search_replace("l6\nl7\nl8\nl9", "l6\nl7\nl8\nB")])
+
+
+def test_mutate_changes_two_numbers_of_one_line_right_to_left(monkeypatch):
+    """Two changes on one line are applied from the right, so the first one's new width does not
+    shift the second one's columns."""
+    import orchestrator.agents.coders as coders
+    from orchestrator.protocols import ProposeRequest
+    monkeypatch.setattr(coders, "FACTORS", (2.5,))
+    script = "a, b = 4, 96\nc = 3\n"
+    proposals = MutateCoder(max_changes=3).propose([ProposeRequest("t", script, seed=s) for s in range(30)])
+    results = {apply_edit(script, p.edit)[0] for p in proposals}
+    assert "a, b = 10, 240\nc = 3\n" in results and "a, b = 10, 240\nc = 8\n" in results
+    assert results <= {f"a, b = {a}, {b}\nc = {c}\n" for a in (4, 10) for b in (96, 240) for c in (3, 8)}
+    assert all(1 <= len(p.hypothesis.removeprefix("change ").split(", ")) <= 3 for p in proposals)

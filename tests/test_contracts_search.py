@@ -474,3 +474,14 @@ def test_subsample_accepts_n_equal_to_the_samples_and_defaults_to_32_resamples()
 def test_a_fresh_node_scores_zero_until_scored():
     from orchestrator.search.steps import root
     assert root(3).score == 0.0 and Node(1, 0, "a", ("a",), (), "stop").score == 0.0
+
+
+def test_a_node_from_an_empty_sample_keeps_one_score_per_step():
+    """An empty sample adds no step: scoring its node re-scores its last step (the PRM now sees it
+    as the end of the solution), never appends a score for a step that is not there."""
+    from orchestrator.search.steps import score_nodes
+    node = Node(3, 1, "", ("a", "b"), (.4, .5), "eos")
+    scorer = RuleScorer(lambda q, steps: {"a": .1, "b": .8}[steps[-1]])
+    run(score_nodes("q", [node], SearchConfig(aggregation="mean"), FMT, 0, Usage()), None, scorer)
+    assert [[r.steps for r in call] for call in scorer.calls] == [[("a", "b")]]
+    assert node.step_scores == (.4, .8) and node.score == pytest.approx(.6)

@@ -60,6 +60,8 @@ def test_compute_optimal_interval_redoes_the_selection_in_each_replicate():
     configs, levels = fragile_level()
     (point,) = compute_optimal(configs, levels, budgets=[4], seed=0)
     assert point.levels[0].fold_choices == ("a", "a") and point.accuracy == pytest.approx(0.8)
+    # held out: fold B scores 10 of 10 with the choice of fold A, fold A 6 of 10 with fold B's
+    assert point.levels[0].cv_accuracy == pytest.approx(0.8) and point.levels[0].best == "a"
     # Holding the choice fixed, a bootstrap of 16 ones in 20 never goes below about 0.6.
     assert point.low < 0.45
     assert np.mean(point.replicates < 0.5) > 0.15  # replicates that chose 'b' on fold A
