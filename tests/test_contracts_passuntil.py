@@ -388,3 +388,36 @@ def test_measured_interval_resamples_the_held_out_models_instances():
     assert p.measured == pytest.approx(0.4) and p.measured_ci == pytest.approx((0.2, 0.6))
     assert p.predicted_ci == pytest.approx((p.predicted, p.predicted))
     assert fit.intercept_ci == pytest.approx((1.0, 1.0)) and fit.n_boot_valid == 400
+
+
+def test_instance_likelihood_gradient_matches_finite_differences():
+    from scipy import optimize
+    from orchestrator.passuntil.fit import _instance_nll
+    xc = np.array([-1.0, 0.0, 1.0])
+    k = np.array([[1.0, 0.0], [2.0, 1.0], [3.0, 3.0]])
+    n = np.array([[10.0, 10.0], [10.0, 10.0], [5.0, 3.0]])
+    args = (xc, k, n, (0.2, -0.5), 0.3)
+    for theta in (np.array([0.1, -0.3, -0.4, 0.2]), np.array([1.0, 0.5, -1.0, -0.7])):
+        grad = _instance_nll(theta, *args)[1]
+        numeric = optimize.approx_fprime(theta, lambda t: _instance_nll(t, *args)[0], 1e-7)
+        assert grad == pytest.approx(numeric, rel=1e-4, abs=1e-5)
+
+
+def test_instance_likelihood_on_a_hand_worked_point():
+    from orchestrator.passuntil.fit import _instance_nll
+    # one model, one instance, eta = 0: -log p = 1, p = 1/e; 1 pass in 3 draws; prior at theta
+    nll, _ = _instance_nll(np.array([0.0, 0.0]), np.array([0.0]), np.array([[1.0]]), np.array([[3.0]]), (0.0, 0.0), 1.0)
+    assert nll == pytest.approx(1.0 - 2 * np.log(1 - np.exp(-1)))
+    # the pull: 0.5 * weight * ((a - a0)^2 + (b - b0)^2) on top
+    pulled, _ = _instance_nll(np.array([0.0, 0.0]), np.array([0.0]), np.array([[1.0]]), np.array([[3.0]]), (1.0, 2.0), 0.5)
+    assert pulled == pytest.approx(nll + 0.5 * 0.5 * 5)
+
+
+def test_instances_never_passing_on_the_training_models_are_counted_whatever_the_held_out_says():
+    params = np.array([1e5, 1e6, 1e7])
+    p = np.array([[0.1, 0.0], [0.3, 0.0], [0.5, 0.4]])  # instance 1 passes only on the held-out model
+    n = np.full_like(p, 100.0)
+    k = np.round(p * n)
+    fit = fit_instance_law(params, k, n, k / n, n_boot=20)
+    assert fit.n_never_passed == 1 and len(fit.slopes) == len(fit.intercepts) == 2
+    assert fit.prediction.measured == pytest.approx(0.45) and fit.prediction.params == 1e7

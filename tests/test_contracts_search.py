@@ -485,3 +485,18 @@ def test_a_node_from_an_empty_sample_keeps_one_score_per_step():
     run(score_nodes("q", [node], SearchConfig(aggregation="mean"), FMT, 0, Usage()), None, scorer)
     assert [[r.steps for r in call] for call in scorer.calls] == [[("a", "b")]]
     assert node.step_scores == (.4, .8) and node.score == pytest.approx(.6)
+
+
+def test_derived_seeds_are_31_bit_and_depend_on_every_part_of_the_path():
+    from orchestrator.search.base import derive_seed
+    seeds = [derive_seed(s, kind, i) for s in (0, 1) for kind in ("expand", "lookahead") for i in range(50)]
+    assert all(0 <= x < 2 ** 31 for x in seeds) and len(set(seeds)) == len(seeds)
+    assert derive_seed(0, "a", 1) != derive_seed(0, "a", 1, 0) != derive_seed(0, ("a", 1))
+
+
+def test_run_many_returns_results_in_the_order_of_the_strategies():
+    from orchestrator.search import run_many
+    policy = ScriptedPolicy({"q1\n": [("=1", "eos")], "q2\n": [("=2", "eos")], "q3\n": [("=3", "eos")]})
+    scorer = RuleScorer(lambda q, steps: .5)
+    strategies = [STRATEGIES["majority"](q, 1, SearchConfig(), FMT, 0, first_answer, str.__eq__) for q in ("q3", "q1", "q2")]
+    assert [r.answer for r in run_many(strategies, policy, scorer)] == ["3", "1", "2"]

@@ -482,3 +482,34 @@ def test_confidence_reaches_the_log_scale_interval_the_speedup_and_the_ladder():
         pytest.approx((2 * math.exp(-half), 2 * math.exp(half)))
     [step] = consecutive_speedups({"a": [4.0, 6.0], "b": [2.0, 3.0]}, confidence=0.9)
     assert (step["from"], step["to"], step["ci_low"]) == ("a", "b", pytest.approx(2 * math.exp(-half)))
+
+
+# ---- replay summaries (pure: rows in, figures out) ----
+
+def replay_row(record, repeat, t_ms, status="ok", mode="timed", final=None, attempt=0, steps=10, cpu=None):
+    return {"record": record, "repeat": repeat, "mode": mode, "status": status, "time_to_target_ms": t_ms,
+            "steps_to_target": steps, "final_val_loss": final, "attempt": attempt, "cpu_s_to_target": cpu}
+
+
+def test_seconds_to_target_by_clock():
+    from orchestrator.speedrun.replay import seconds_to_target
+    assert seconds_to_target(replay_row("a", 0, 2500.0, cpu=7.5)) == 2.5
+    assert seconds_to_target(replay_row("a", 0, 2500.0, cpu=7.5), "cpu") == 7.5
+    assert seconds_to_target(replay_row("a", 0, None)) is None
+
+
+def test_summarize_replay_counts_each_repeat_by_its_last_attempt_and_times_only_ok_runs():
+    from orchestrator.speedrun.replay import summarize_replay
+    rows = [replay_row("a", 0, 9000.0, status="failed", attempt=0), replay_row("a", 0, 4000.0, attempt=1),
+            replay_row("a", 1, 1000.0), replay_row("a", 2, None, status="failed"),
+            replay_row("b", 0, 2000.0), replay_row("b", 1, 2000.0),
+            replay_row("a", 0, 5000.0, mode="full", final=3.27), replay_row("a", 1, 6000.0, mode="full", final=None)]
+    out = summarize_replay(rows, [Record("b", Path("b.py")), Record("a", Path("a.py"), target_val_loss=3.28)])
+    b, a = out["records"]
+    assert (b["record"], b["runs"], b["ok"], b["time_to_target_s"]["mean"]) == ("b", 2, 2, 2.0)
+    assert (a["record"], a["runs"], a["ok"]) == ("a", 5, 4)  # timed 0, 1, 2 and full 0, 1
+    assert a["time_to_target_s"]["mean"] == pytest.approx(4.0)  # 4, 1, 5 and 6 s: the failed 9 s attempt was retried
+    assert a["acceptance"]["n"] == 1 and a["acceptance"]["accepted"] is True  # one full run with a loss
+    assert b["acceptance"] is None
+    [step] = out["speedups"]
+    assert (step["from"], step["to"]) == ("b", "a")
