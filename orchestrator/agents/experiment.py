@@ -10,6 +10,7 @@ never run twice in a run, across rollouts and resumes alike.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from orchestrator.agents import plots
 from orchestrator.agents.coders import HOSTILE, MutateCoder, ReplayCoder, ScriptedCoder, hostile
 from orchestrator.agents.hints import LEVELS, hint_path, load_hint
 from orchestrator.agents.journal import Journal, Tree, read_events
+from orchestrator.agents.policy_coder import PolicyCoderPool
 from orchestrator.agents.protocol import Evaluate
 from orchestrator.agents.scaffolds import PRESETS, Scaffold
 from orchestrator.agents.scoring import score_transition, similarity
@@ -27,12 +29,14 @@ from orchestrator.agents.search import Task, rollout, sha256
 from orchestrator.config import REPO_ROOT, ConfigError, RunConfig, check_choice, check_path_exists
 from orchestrator.driver import LocalPool, drive
 from orchestrator.experiments import Experiment, Summary
+from orchestrator.models import PLACEMENT_FIELDS, SMOLLM2, ModelConfig
 from orchestrator.protocols import Propose
 from orchestrator.results import ResultStore, unit_key
 from orchestrator.sandbox import Sandbox, SandboxConfig
 from orchestrator.speedrun.records import Record, check_script, load_records
 
-CODERS = ("replay", "mutate", "scripted", "openai")
+CODERS = ("replay", "mutate", "scripted", "openai", "policy")
+MODEL_CODERS = ("policy",)  # the coders that run the `policy` model
 
 
 @dataclass
@@ -74,6 +78,23 @@ class OpenAIConfig:
 
 
 @dataclass
+class CoderPolicyConfig(ModelConfig):
+    """The coder's own LLM: policy actors for `coder: policy`, and how it samples."""
+
+    path: str = SMOLLM2
+    num_cpus: float = 0  # shares the trainers' cores (on a 2-core machine a trainer takes both); a cluster sets it
+    temperature: float = 0.7
+    max_tokens: int = 1024  # a longer answer is cut here (and is then an edit that does not apply)
+
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        if self.temperature < 0:
+            raise ConfigError(f"{key}.temperature", self.temperature, "must be >= 0")
+        if self.max_tokens < 1:
+            raise ConfigError(f"{key}.max_tokens", self.max_tokens, "must be >= 1")
+
+
+@dataclass
 class AgentsConfig(RunConfig):
     experiment: str = "agents"
     records: str = "records/shakespeare"
@@ -86,6 +107,7 @@ class AgentsConfig(RunConfig):
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
+    policy: CoderPolicyConfig = field(default_factory=CoderPolicyConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
     def validate(self) -> None:
@@ -101,6 +123,7 @@ class AgentsConfig(RunConfig):
                 raise ConfigError(key, value, "must be a positive int")
         if self.reflections < 0:
             raise ConfigError("reflections", self.reflections, "must be >= 0")
+        self.policy.validate("policy")
         ladder = [r.name for r in load_records(resolve(self.records))]
         for i, group in enumerate(self.rollouts):
             key = f"rollouts[{i}]"
@@ -158,13 +181,20 @@ def units(cfg: AgentsConfig) -> list[dict]:
                                  "root_sha": sha256(records[group.base].script.read_text()),
                                  "next_sha": sha256(records[nxt].script.read_text()),
                                  "hint_sha": sha256(load_hint(resolve(cfg.hints), group.base, nxt, level)),
-                                 "setup": setup})
+                                 "setup": setup, **coder_setup(cfg, group.coder)})
     scores = []
     for base in dict.fromkeys(u["base"] for u in rollouts):
         names = [journal_name(u) for u in rollouts if u["base"] == base]
         scores.append({"kind": "score", "base": base, "next": next_of(records, base), "rollouts": names,
                        "repeats": cfg.scoring.repeats, "timeout_s": cfg.scoring.timeout_s, "setup": setup})
     return rollouts + scores
+
+
+def coder_setup(cfg: AgentsConfig, kind: str) -> dict:
+    """What a coder's answers depend on beyond the requests, for its rollouts' unit keys."""
+    if kind not in MODEL_CODERS:
+        return {}
+    return {"policy": {k: v for k, v in dataclasses.asdict(cfg.policy).items() if k not in PLACEMENT_FIELDS}}
 
 
 def journal_name(unit: dict) -> str:
@@ -195,6 +225,29 @@ def make_coder(cfg: AgentsConfig, kind: str, records: dict[str, Record]):
     from orchestrator.agents.openai_coder import OpenAICoder  # the openai package only where it is used
     return OpenAICoder.from_environment(cfg.openai.timeout_s, cfg.openai.retries, cfg.openai.max_tokens,
                                         cfg.openai.temperature)
+
+
+@contextlib.contextmanager
+def propose_pool(cfg: AgentsConfig, kind: str, records: dict[str, Record], run_dir: Path):
+    """The pool that answers Propose for coder `kind`; a coder model is started here, shut down on exit."""
+    if kind == "policy":
+        with policy_coder_pool(cfg.policy, run_dir) as pool:
+            yield pool
+    else:
+        yield LocalPool(make_coder(cfg, kind, records))
+
+
+@contextlib.contextmanager
+def policy_coder_pool(m: CoderPolicyConfig, run_dir: Path):
+    """The coder's policy actors behind a PolicyCoderPool: the driver never blocks on them."""
+    from actors.launch import launch_policy_pool  # torch and the model actors only where a coder model runs
+    from orchestrator.checkpoints import resolve_policy_path
+
+    policy_pool = launch_policy_pool(m, resolve_policy_path(m.path), run_dir)
+    try:
+        yield PolicyCoderPool(policy_pool, m.temperature, m.max_tokens)
+    finally:
+        policy_pool.shutdown()
 
 
 def integrity_check(record: Record, folder: Path):
@@ -235,13 +288,16 @@ def run_rollouts(cfg: AgentsConfig, records: dict[str, Record], rollouts: list[d
                                  integrity_check(records[unit["base"]], folder / "candidates"), cfg.reflections,
                                  cfg.evaluation.cutoff, cfg.seed)
                 jobs.append(((unit, journal), search))
-            pools = {Evaluate: pool, Propose: LocalPool(make_coder(cfg, kind, records))}  # evaluations go out first
-            for (unit, journal), tree, wall_s in drive(jobs, pools, cfg.max_active or cfg.evaluation.trainers):
-                journal.close()
-                row = rollout_row(tree, records[unit["next"]].script.read_text(), journal.path, ctx.run_dir, wall_s)
-                ctx.log(f"[agents] {journal_name(unit)}: best {row['best_time_s']} s (root {row['root_time_s']} s), "
-                        f"{row['nodes']} nodes, {row['candidates_evaluated']} run, buggy {row['buggy_fraction']:.2f}")
-                yield unit, row
+            with propose_pool(cfg, kind, records, ctx.run_dir) as coder_pool:
+                pools = {Evaluate: pool, Propose: coder_pool}  # evaluations go out first
+                for (unit, journal), tree, wall_s in drive(jobs, pools, cfg.max_active or cfg.evaluation.trainers):
+                    journal.close()
+                    row = rollout_row(tree, records[unit["next"]].script.read_text(), journal.path, ctx.run_dir,
+                                      wall_s)
+                    ctx.log(f"[agents] {journal_name(unit)}: best {row['best_time_s']} s (root {row['root_time_s']} "
+                            f"s), {row['nodes']} nodes, {row['candidates_evaluated']} run, "
+                            f"buggy {row['buggy_fraction']:.2f}")
+                    yield unit, row
     finally:
         pool.shutdown()
         store.close()

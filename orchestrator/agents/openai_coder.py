@@ -1,10 +1,11 @@
 """A coder over any OpenAI-compatible chat endpoint (the `openai` package): one chat completion per
 request, with a timeout and retries on every call. The endpoint, key and model come from the
-environment (OPENAI_BASE_URL, OPENAI_API_KEY, SCALERUN_CODER_MODEL), never from a logged config.
+environment (OPENAI_BASE_URL, OPENAI_API_KEY, SCALERUN_CODER_MODEL), never from a logged config,
+or from a server the experiment started (actors/openai_server.py).
 
-The answer is read as `Hypothesis: ...` on its first line and the edit below it (SEARCH/REPLACE
-blocks or one fenced whole file, see edits.py). A call that times out, fails or returns garbage
-gives a Proposal with `error` set: the node is buggy with that reason and the rollout goes on.
+The prompt and the reading of the answer are coder_prompt.py's. A call that times out, fails or
+returns garbage gives a Proposal with `error` set: the node is buggy with that reason and the
+rollout goes on.
 """
 from __future__ import annotations
 
@@ -14,30 +15,8 @@ from typing import Sequence
 
 import openai
 
-from orchestrator.edits import FORMAT
+from orchestrator.agents.coder_prompt import messages, proposal
 from orchestrator.protocols import Proposal, ProposeRequest
-
-SYSTEM = ("You are a research engineer speeding up a neural network training script. Answer with one line "
-          "`Hypothesis: <what you change and why it should reach the target sooner>`, then the edit, as "
-          f"{FORMAT}.")
-
-
-def prompt(request: ProposeRequest) -> str:
-    parts = [request.task]
-    if request.hint:
-        parts.append(f"Hint:\n{request.hint}")
-    if request.history:
-        parts.append("History of this branch:\n" + "\n".join(request.history))
-    parts.append(f"The current script:\n```python\n{request.script}```")
-    return "\n\n".join(parts)
-
-
-def parse_answer(text: str) -> tuple[str, str]:
-    """(hypothesis, edit) from an answer."""
-    first, _, rest = text.strip().partition("\n")
-    if first.lower().startswith("hypothesis:"):
-        return first.split(":", 1)[1].strip(), rest
-    return "", text
 
 
 class OpenAICoder:
@@ -60,7 +39,7 @@ class OpenAICoder:
         try:
             response = self.client.chat.completions.create(
                 model=self.model, max_tokens=self.max_tokens, temperature=self.temperature, seed=request.seed,
-                messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt(request)}])
+                messages=[{"role": role, "content": content} for role, content in messages(request)])
             text = response.choices[0].message.content
         except openai.APITimeoutError:
             return self._failed(f"timed out after {self.timeout_s} s, {self.retries + 1} attempts", start)
@@ -68,10 +47,7 @@ class OpenAICoder:
             return self._failed(f"{type(e).__name__}: {str(e)[:300]}", start)
         except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:  # a body that is no chat completion
             return self._failed(f"garbage answer ({type(e).__name__}: {str(e)[:200]})", start)
-        if not isinstance(text, str) or not text.strip():
-            return self._failed("empty answer", start)
-        hypothesis, edit = parse_answer(text)
-        return Proposal(edit=edit, hypothesis=hypothesis, compute_seconds=time.monotonic() - start)
+        return proposal(text, time.monotonic() - start, "coder endpoint")
 
     def _failed(self, why: str, start: float) -> Proposal:
         return Proposal(edit="", error=f"coder endpoint: {why}", compute_seconds=time.monotonic() - start)
