@@ -1,14 +1,16 @@
 """SIMULATED scale-out: the one driver and ReplicaPools over 1 to 32 replicas that compute nothing.
 
-    python benchmarks/scale_out.py [--problems 2000] [--replicas 1,2,4,8,16,32] [--time-scale 0.1] [--profile-driver]
+    python benchmarks/scale_out.py [--problems 2000] [--replicas 1,2,4,8,16,32] [--cohorts 1,2]
+                                   [--time-scale 1.0] [--profile-driver]
 
 Policy and PRM actors return synthetic outputs and sleep for the simulated accelerator's cost
-model (benchmarks/simulated_accelerator.py) times `--time-scale`: the scale keeps the run to a
-few minutes on 2 cores and makes the driver's own cost weigh `1 / time_scale` times more than
-it would (a conservative test of the driver). Each actor asks for 0.01 CPU, so 32 of each fit
+model (benchmarks/simulated_accelerator.py) times `--time-scale` (1: the cost model as written;
+below 1 the run is shorter and the driver's own cost weighs `1 / time_scale` times more). Each actor asks for 0.01 CPU, so 32 of each fit
 on a `ray.cluster_utils.Cluster` of 4 simulated nodes on this machine. Beam search N=16 (the
-real strategy) runs over synthetic problems that complete after `DEPTH` steps, 8 problems in
-flight per replica (128 sequences: the cost model's saturation batch).
+real strategy) runs over synthetic problems that complete after `DEPTH` steps, 8 problems per
+replica in each of the driver's cohorts (128 sequences: the cost model's saturation batch). Each
+`--cohorts` value is a sweep over every replica count: 1 is lockstep; with 2 the driver handles one
+cohort's results while the other's calls run, and a replica serves the two cohorts in turn.
 
 Printed: throughput against the ideal (replicas x one replica's), the driver's CPU per request,
 its peak memory (Ray) and the object store's peak; then the driver's memory alone (in-process
@@ -109,14 +111,14 @@ def object_store_mib(address: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def run(pools, problems: int, max_active: int, profile: bool = False):
+def run(pools, problems: int, max_active: int, cohorts: int, profile: bool = False):
     """One sweep through the driver: wall s, driver CPU s, driver stats, cProfile text or None."""
     stats = {}
     profiler = cProfile.Profile() if profile else None
     wall, cpu = time.monotonic(), time.process_time()
     if profiler:
         profiler.enable()
-    for _ in drive(jobs(problems), pools, max_active, stats=stats, affinity_key=lambda unit: unit):
+    for _ in drive(jobs(problems), pools, max_active, stats=stats, affinity_key=lambda unit: unit, cohorts=cohorts):
         pass
     if profiler:
         profiler.disable()
@@ -162,10 +164,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--problems", type=int, default=2000)
     ap.add_argument("--replicas", default="1,2,4,8,16,32")
-    ap.add_argument("--time-scale", type=float, default=0.1, help="sleep = simulated cost x this")
+    ap.add_argument("--cohorts", default="1,2", help="the driver's cohorts, one sweep each")
+    ap.add_argument("--time-scale", type=float, default=1.0, help="sleep = simulated cost x this")
     ap.add_argument("--profile-driver", action="store_true", help="cProfile the driver at the most replicas")
     args = ap.parse_args()
     counts = [int(r) for r in args.replicas.split(",")]
+    cohort_counts = [int(c) for c in args.cohorts.split(",")]
     model = CostModel()
     requests = count_requests(args.problems)
 
@@ -195,21 +199,24 @@ def main():
         profile_text = None
         print(f"SIMULATED scale-out: beam N=16, {args.problems} synthetic problems x {DEPTH} steps, "
               f"{requests} requests per sweep, {len(nodes)} simulated nodes, sleep = cost model x {args.time_scale}")
-        print(f"  {'replicas':>8s} {'wall s':>8s} {'problems/s':>11s} {'ideal':>8s} {'efficiency':>10s} "
+        print(f"  {'cohorts':>7s} {'replicas':>8s} {'wall s':>8s} {'problems/s':>11s} {'ideal':>8s} {'efficiency':>10s} "
               f"{'driver CPU ms/req':>18s} {'driver peak RSS MiB':>20s}")
-        for r in counts:
-            pools = {Generate: ReplicaPool(policies[:r]), Score: ReplicaPool(scorers[:r])}
-            wall, cpu, _, _ = run(pools, args.problems, PROBLEMS_PER_REPLICA * r)
-            throughput = args.problems / wall
-            one = rows[counts[0]]["throughput"] / counts[0] if rows else throughput / r
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            rows[r] = {"wall_s": wall, "throughput": throughput, "efficiency": throughput / (one * r),
-                       "cpu_ms_per_request": 1000 * cpu / requests, "rss_mib": rss}
-            print(f"  {r:8d} {wall:8.2f} {throughput:11.1f} {one * r:8.1f} {throughput / (one * r):10.3f} "
-                  f"{1000 * cpu / requests:18.4f} {rss:20.1f}")
+        for c in cohort_counts:
+            rows[c] = {}
+            for r in counts:
+                pools = {Generate: ReplicaPool(policies[:r]), Score: ReplicaPool(scorers[:r])}
+                wall, cpu, _, _ = run(pools, args.problems, PROBLEMS_PER_REPLICA * r * c, c)
+                throughput = args.problems / wall
+                one = rows[c][counts[0]]["throughput"] / counts[0] if rows[c] else throughput / r
+                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                rows[c][r] = {"wall_s": wall, "throughput": throughput, "efficiency": throughput / (one * r),
+                              "cpu_ms_per_request": 1000 * cpu / requests, "rss_mib": rss}
+                print(f"  {c:7d} {r:8d} {wall:8.2f} {throughput:11.1f} {one * r:8.1f} {throughput / (one * r):10.3f} "
+                      f"{1000 * cpu / requests:18.4f} {rss:20.1f}")
         if args.profile_driver:  # one more sweep, not in the table: cProfile slows the driver
             pools = {Generate: ReplicaPool(policies[:most]), Score: ReplicaPool(scorers[:most])}
-            profile_text = run(pools, args.problems, PROBLEMS_PER_REPLICA * most, profile=True)[3]
+            best = max(cohort_counts, key=lambda c: rows[c][most]["efficiency"])
+            profile_text = run(pools, args.problems, PROBLEMS_PER_REPLICA * most * best, best, profile=True)[3]
         sampling.set()
         peak_store = max(peak_store, object_store_mib(cluster.address))
     finally:
@@ -221,15 +228,22 @@ def main():
           f"10,000 ({large / small:.3f}x; target within 1.2x)")
     if profile_text:
         print(f"  driver profile at {most} replicas (simulated; top by own time):\n{profile_text}")
+    best = max(cohort_counts, key=lambda c: rows[c][max(counts)]["efficiency"])
+    every = [v for c in cohort_counts for v in rows[c].values()]
     print(json.dumps({"benchmark": "scale_out", "simulated": True, "problems": args.problems, "n": 16,
                       "nodes": NODES, "time_scale": args.time_scale, "requests_per_sweep": requests,
-                      "scaling_efficiency": {str(r): round(rows[r]["efficiency"], 3) for r in counts},
+                      "cohorts": best,
+                      "scaling_efficiency": {str(r): round(rows[best][r]["efficiency"], 3) for r in counts},
+                      "scaling_efficiency_by_cohorts": {str(c): {str(r): round(rows[c][r]["efficiency"], 3)
+                                                                 for r in counts} for c in cohort_counts},
                       "scaling_efficiency_target_at_32": 0.9,
-                      "throughput_problems_per_s": {str(r): round(rows[r]["throughput"], 2) for r in counts},
-                      "driver_cpu_ms_per_request": round(max(v["cpu_ms_per_request"] for v in rows.values()), 4), "driver_cpu_ms_target": 1.0,
-                      "driver_cpu_ms_per_request_by_replicas": {str(r): round(rows[r]["cpu_ms_per_request"], 4)
+                      "throughput_problems_per_s_by_cohorts": {str(c): {str(r): round(rows[c][r]["throughput"], 2)
+                                                                        for r in counts} for c in cohort_counts},
+                      "driver_cpu_ms_per_request": round(max(v["cpu_ms_per_request"] for v in every), 4),
+                      "driver_cpu_ms_target": 1.0,
+                      "driver_cpu_ms_per_request_by_replicas": {str(r): round(rows[best][r]["cpu_ms_per_request"], 4)
                                                                 for r in counts},
-                      "driver_peak_rss_mib": round(max(v["rss_mib"] for v in rows.values()), 1),
+                      "driver_peak_rss_mib": round(max(v["rss_mib"] for v in every), 1),
                       "object_store_peak_mib": peak_store,
                       "driver_memory_mib_1k": round(small, 3), "driver_memory_mib_10k": round(large, 3),
                       "driver_memory_growth_1k_to_10k": round(large / small, 3), "driver_memory_growth_target": 1.2}))

@@ -52,6 +52,10 @@ class RayConfig:
     # Work units in flight at once; 0 = the experiment's default (eight per model replica for
     # sweeps that drive models, two per CPU for independent units).
     max_in_flight: int = 0
+    # The driver's cohorts for sweeps that drive models (orchestrator/driver.py); answers do not
+    # depend on it. 1: lockstep, the most requests per call; 2 on a cluster of many replicas: the
+    # driver's own work overlaps the models' (twice the units in flight by default).
+    cohorts: int = 1
 
 
 @dataclass
@@ -73,6 +77,8 @@ class RunConfig:
             check_choice("wandb.mode", self.wandb.mode, ("online", "offline", "disabled"))
         if self.ray.max_in_flight < 0:
             raise ConfigError("ray.max_in_flight", self.ray.max_in_flight, "must be >= 0")
+        if self.ray.cohorts < 1:
+            raise ConfigError("ray.cohorts", self.ray.cohorts, "must be >= 1")
 
 
 def check_choice(key: str, value: Any, allowed: Sequence[Any]) -> None:

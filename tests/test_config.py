@@ -24,6 +24,7 @@ BAD = [
     (["prm.dtype=fp8"], "prm.dtype"),
     (["prm.family=openai"], "prm.family"),
     (["dataset.name=jsonl", "dataset.path=/no/such.jsonl"], "dataset.path"),
+    (["ray.cohorts=0"], "ray.cohorts"),
 ]
 
 

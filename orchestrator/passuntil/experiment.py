@@ -87,8 +87,8 @@ def execute(cfg: PassUntilConfig, pending: list[dict], ctx):
                                max_tokens=cfg.max_tokens))
                 for u in model_units)
         try:
-            for unit, result, wall in drive(jobs, {Generate: pool}, ctx.in_flight(64),
-                                            affinity_key=lambda u: u["problem"]):
+            for unit, result, wall in drive(jobs, {Generate: pool}, ctx.in_flight(64 * cfg.ray.cohorts),
+                                            affinity_key=lambda u: u["problem"], cohorts=cfg.ray.cohorts):
                 yield unit, {**result, "params": model["params"], "level": items[unit["problem"]].level,
                              "wall_seconds": wall}
         finally:
