@@ -106,7 +106,7 @@ class AgentsConfig(RunConfig):
     hints: str = "records/shakespeare/hints"
     rollouts: list[RolloutGroup] = field(default_factory=lambda: [RolloutGroup()])
     reflections: int = 5  # re-asks of the coder with the reason when an edit does not apply
-    max_active: int = 0  # rollouts in flight at once; 0: the number of trainers
+    max_active: int = 0  # rollouts in flight at once; 0: one more than the trainers, so a coder proposes while every trainer runs
     protected: list[str] = field(default_factory=lambda: ["seq_len"])  # mutate never changes these (nor pinned ones)
     scripted: list[str] = field(default_factory=lambda: list(HOSTILE))  # the scripted coder's proposals, in turn
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -310,7 +310,8 @@ def execute(cfg: AgentsConfig, pending: list[dict], ctx):
 
 def run_rollouts(cfg: AgentsConfig, records: dict[str, Record], rollouts: list[dict], ctx):
     """The rollouts, one drive per coder kind (a pool answers one kind of coder); every rollout's
-    evaluations go to one evaluator pool over the trainers."""
+    evaluations go to one evaluator pool over the trainers. The drive is asynchronous: a rollout
+    proposes and sends its next candidates as soon as its own are back, while the others run."""
     folder = ctx.run_dir / "evaluations"
     store = ResultStore(ctx.run_dir / "evaluations.jsonl")
     settings = EvaluationSettings(str(folder), cfg.sandbox, cfg.evaluation.timeout_s, cfg.evaluation.clock,
@@ -327,7 +328,8 @@ def run_rollouts(cfg: AgentsConfig, records: dict[str, Record], rollouts: list[d
                 jobs.append(((unit, journal), search))
             with propose_pool(cfg, kind, records, ctx.run_dir) as coder_pool:
                 pools = {Evaluate: pool, Propose: coder_pool}  # evaluations go out first
-                for (unit, journal), tree, wall_s in drive(jobs, pools, cfg.max_active or cfg.evaluation.trainers):
+                for (unit, journal), tree, wall_s in drive(jobs, pools, cfg.max_active or cfg.evaluation.trainers + 1,
+                                                           cohorts=None):
                     journal.close()
                     row = rollout_row(tree, records[unit["next"]].script.read_text(), journal.path, ctx.run_dir,
                                       wall_s)
