@@ -269,11 +269,16 @@ def test_drop_duplicate_open_keeps_the_first_open_copy_and_every_complete_one():
     assert [n.id for n in drop_duplicate_open(nodes)] == [1, 2, 4, 5]
 
 
-def beam_run(tree, scores, n, width, **cfg):
+def tree_search_run(method, tree, scores, n, width, **cfg):
+    """`method` over a scripted tree, each step scored by `scores` of its text; (result, policy)."""
     policy = ScriptedPolicy(tree)
     scorer = RuleScorer(lambda question, steps: scores[steps[-1]])
-    strategy = STRATEGIES["beam"]("q", n, SearchConfig(beam_width=width, **cfg), FMT, 0, first_answer, str.__eq__)
+    strategy = STRATEGIES[method]("q", n, SearchConfig(beam_width=width, **cfg), FMT, 0, first_answer, str.__eq__)
     return run(strategy, policy, scorer), policy
+
+
+def beam_run(tree, scores, n, width, **cfg):
+    return tree_search_run("beam", tree, scores, n, width, **cfg)
 
 
 def test_beam_completions_tied_in_score_keep_the_earlier_one():
@@ -306,10 +311,7 @@ def test_beam_search_runs_exactly_max_iterations():
 
 
 def dvts_run(tree, scores, n, width, **cfg):
-    policy = ScriptedPolicy(tree)
-    scorer = RuleScorer(lambda question, steps: scores[steps[-1]])
-    strategy = STRATEGIES["dvts"]("q", n, SearchConfig(beam_width=width, **cfg), FMT, 0, first_answer, str.__eq__)
-    return run(strategy, policy, scorer), policy
+    return tree_search_run("dvts", tree, scores, n, width, **cfg)
 
 
 def test_dvts_ends_a_subtree_with_every_complete_sibling_but_no_open_one():
