@@ -70,7 +70,7 @@ class OpenAIServer:
             if dtype == "auto":
                 dtype = cpu_auto_dtype(cpu_flags(), platform.machine())[0]
         args = ["--model", self.served_path, "--served-model-name", self.model_name, "--host", self.host,
-                "--port", str(self.port), "--api-key", self.api_key, "--dtype", dtype,
+                "--port", str(self.port), "--dtype", dtype,
                 "--gpu-memory-utilization", str(gpu_memory_utilization), "--disable-log-stats"]
         if on_cpu:
             args += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", "8192"]
@@ -83,6 +83,7 @@ class OpenAIServer:
         self.log_path = Path(self.folder) / "server.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", *args],
+                                            env={**os.environ, "VLLM_API_KEY": self.api_key},  # not in `ps`
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                             preexec_fn=die_with_parent(os.getpid()))
         try:
@@ -113,9 +114,6 @@ class OpenAIServer:
     def endpoint(self) -> tuple[str, str, str]:
         """(base URL of the OpenAI API, its API key, the model's name there)."""
         return f"http://{self.host}:{self.port}/v1", self.api_key, self.model_name
-
-    def pid(self) -> int:
-        return self.process.pid
 
     def shutdown(self, grace_s: float = 30.0) -> None:
         """Stops the server and its engine (SIGTERM, then SIGKILL to its whole process group)."""

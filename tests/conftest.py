@@ -4,6 +4,8 @@ Never the Ray CLI's stop command (it ends every Ray process on the machine): clu
 their own PIDs.
 """
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,3 +33,10 @@ def runs_dir(tmp_path, monkeypatch):
     d = tmp_path / "runs"
     monkeypatch.setenv("SCALERUN_RUNS_DIR", str(d))
     return d
+
+
+def run_preset(*args, runs_dir):
+    """`scalerun run ARGS` in a subprocess writing under runs_dir."""
+    env = {**os.environ, "SCALERUN_RUNS_DIR": str(runs_dir)}
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)

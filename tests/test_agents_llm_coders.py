@@ -9,6 +9,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 import psutil
 import pytest
@@ -258,7 +260,11 @@ def test_the_vllm_server_answers_the_openai_coder_and_dies_with_its_actor(local_
         assert coder.model == "smollm2-135m" and len(coder.client.api_key) >= 24
         call = pool.submit("propose", [REQUEST])
         [proposal] = call.result()
+        wrong_key = urllib.request.Request(f"{coder.client.base_url}models", headers={"Authorization": "Bearer x"})
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(wrong_key, timeout=30)
         processes = server_processes(int(coder.client.base_url.port))
+        assert coder.client.api_key not in " ".join(" ".join(p.cmdline()) for p in processes)
         assert len(processes) >= 2, "no server and engine processes found"
         os.kill(processes[0].parent().pid, signal.SIGKILL)  # the actor's process dies without a word
         gone, alive = psutil.wait_procs(processes, timeout=60)

@@ -5,17 +5,11 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO
-
-
-def scalerun(*args, runs_dir):
-    env = {**os.environ, "SCALERUN_RUNS_DIR": str(runs_dir)}
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+from conftest import REPO, run_preset
 
 
 def test_smoke_preset_end_to_end_and_resume(runs_dir):
-    first = scalerun("ai-scientist-smoke", "progress=lines", runs_dir=runs_dir)
+    first = run_preset("ai-scientist-smoke", "progress=lines", runs_dir=runs_dir)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     [run_dir] = (runs_dir / "ai-scientist-smoke").iterdir()
     [row] = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
@@ -34,14 +28,14 @@ def test_smoke_preset_end_to_end_and_resume(runs_dir):
     assert "no web novelty search" in summary
     assert (idea / "work" / "run_1" / "final_info.json").exists()
 
-    again = scalerun("ai-scientist-smoke", "progress=lines", runs_dir=runs_dir)
+    again = run_preset("ai-scientist-smoke", "progress=lines", runs_dir=runs_dir)
     assert again.returncode == 0 and "1 already done, 0 to run" in again.stdout
 
 
 def test_bad_config_is_one_line_naming_the_key(runs_dir):
-    p = scalerun("ai-scientist-smoke", "max_attempts=0", runs_dir=runs_dir)
+    p = run_preset("ai-scientist-smoke", "max_attempts=0", runs_dir=runs_dir)
     assert p.returncode == 2 and "max_attempts" in p.stderr + p.stdout
-    p = scalerun("ai-scientist-smoke", "ideas.names=[nope]", runs_dir=runs_dir)
+    p = run_preset("ai-scientist-smoke", "ideas.names=[nope]", runs_dir=runs_dir)
     assert p.returncode == 2 and "ideas.names='nope': allowed: learning_rate, model_width, longer_warmup" in p.stderr + p.stdout
 
 
