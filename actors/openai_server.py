@@ -29,6 +29,7 @@ from pathlib import Path
 
 import ray
 
+from actors.placement import computing_runtime_env
 from actors.policy import cpu_auto_dtype, cpu_flags, cpu_model_path
 
 LOG_TAIL_CHARS = 3000
@@ -136,9 +137,7 @@ class OpenAIServer:
 def start(model_path: str, num_cpus: float = 1, num_gpus: float = 0, env: dict[str, str] | None = None, **kwargs):
     """The server as a Ray actor (no restarts: a new server would have another port and key);
     returns once it is up, or raises the server's error."""
-    options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_restarts": 0}
-    if env:
-        options["runtime_env"] = {"env_vars": env}
+    options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_restarts": 0, "runtime_env": computing_runtime_env(env)}
     actor = ray.remote(OpenAIServer).options(**options).remote(model_path, **kwargs)
     ray.get(actor.__ray_ready__.remote())
     return actor

@@ -74,6 +74,13 @@ def backend_kwargs(placement: ModelPlacement, backend: str) -> dict:
             "num_threads": max(1, int(placement.num_cpus))}
 
 
+def computing_runtime_env(env: dict[str, str] | None = None) -> dict:
+    """The runtime_env of an actor that computes (a model, a timed training run): Ray starts its
+    workers at niceness 15 (`worker_niceness`), behind its own daemons and the driver, and a job's
+    children inherit it; these run at niceness 0 instead, with `env` added."""
+    return {"env_vars": {"RAY_worker_niceness": "0", **(env or {})}}
+
+
 def replica_options(placement: ModelPlacement, replica: int, placement_group=None,
                     bundles: list[int] | None = None, env: dict[str, str] | None = None) -> dict:
     """Ray actor options for replica `replica` (pass the group and its bundles when TP > 1)."""
@@ -93,8 +100,7 @@ def replica_options(placement: ModelPlacement, replica: int, placement_group=Non
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
         elif placement.strategy == "SPREAD":
             options["scheduling_strategy"] = "SPREAD"
-    if env:
-        options["runtime_env"] = {"env_vars": env}
+    options["runtime_env"] = computing_runtime_env(env)
     return options
 
 

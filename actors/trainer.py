@@ -14,8 +14,10 @@ from typing import Callable
 
 import ray
 
+from actors.placement import computing_runtime_env
 
-@ray.remote(max_concurrency=3)
+
+@ray.remote(max_concurrency=3, runtime_env=computing_runtime_env())
 class TrainerActor:
     def __init__(self):
         self._stop = threading.Event()

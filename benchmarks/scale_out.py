@@ -39,6 +39,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
+from actors.placement import computing_runtime_env  # noqa: E402
 from actors.pool import ReplicaPool  # noqa: E402
 from benchmarks.simulated_accelerator import CostModel, call_shape  # noqa: E402
 from orchestrator.driver import LocalPool, drive  # noqa: E402
@@ -181,7 +182,7 @@ def main():
     rows = {}
     try:
         most = max(counts)
-        spread = {"num_cpus": 0.01, "scheduling_strategy": "SPREAD"}
+        spread = {"num_cpus": 0.01, "scheduling_strategy": "SPREAD", "runtime_env": computing_runtime_env()}  # as the pools
         policies = [ray.remote(FakePolicy).options(**spread).remote(model, args.time_scale) for _ in range(most)]
         scorers = [ray.remote(FakeScorer).options(**spread).remote(model, args.time_scale) for _ in range(most)]
         ray.get([a.__ray_ready__.remote() for a in policies + scorers])

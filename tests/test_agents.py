@@ -291,6 +291,19 @@ def test_mutate_changes_numbers_seeded_and_never_protected_ones():
 
 # ---- presets, hints, pictures ----
 
+def test_each_rollout_draws_its_own_stream_unless_the_scaffolds_are_paired():
+    from orchestrator.experiments import load_config
+    from orchestrator.agents.experiment import units
+
+    def seeds(*overrides):
+        return [u["seed"] for u in units(load_config("agents", list(overrides))) if u["kind"] == "rollout"]
+
+    own, paired = seeds(), seeds("pair_scaffolds=true")
+    assert len(own) == 10 and len(set(own)) == 10
+    assert len(set(paired[:5])) == 1 and len(set(paired[5:])) == 1 and paired[0] != paired[5]  # one per group
+    assert seeds("seed=1") != own and seeds() == own
+
+
 def test_presets_load_and_a_bad_value_names_its_key():
     from orchestrator.config import ConfigError
     from orchestrator.experiments import load_config
@@ -303,7 +316,7 @@ def test_presets_load_and_a_bad_value_names_its_key():
                           ("rollouts=[{coder: llm}]", "rollouts[0].coder"),
                           ("rollouts=[{scaffolds: [bushes]}]", "rollouts[0].scaffolds"),
                           ("evaluation.clock=sundial", "evaluation.clock"),
-                          ("evaluation.clock=cpu", "evaluation.cutoff")):
+                          ("evaluation.clock=cpu", "evaluation.cutoff"), ("scoring.concurrent=0", "scoring.concurrent")):
         with pytest.raises(ConfigError, match=re.escape(key)):
             load_config("agents-smoke", [override])
 
@@ -386,7 +399,7 @@ def test_score_transition_counts_a_missed_candidate_run_as_zero(monkeypatch):
     seconds = {("r/01", 0): 3.0, ("r/01", 1): None, ("r/02", 0): 1.0, ("r/02", 1): 1.0,
                ("candidate/abcdef012345", 0): 2.0, ("candidate/abcdef012345", 1): None}
 
-    def replay(order, records, log_dir, timeout_s, sandbox):
+    def replay(order, records, log_dir, timeout_s, max_concurrent, sandbox):
         assert sorted(records) == ["candidate/abcdef012345", "r/01", "r/02"]
         for key in order:
             t = seconds[key[:2]]
@@ -702,7 +715,7 @@ def test_score_transition_interleaves_records_and_candidates_with_a_seed_per_rep
     from orchestrator.speedrun.records import Record
     seen = {}
 
-    def replay(order, records, log_dir, timeout_s, sandbox):
+    def replay(order, records, log_dir, timeout_s, max_concurrent, sandbox):
         seen["order"], seen["records"] = list(order), records
         for name, rep, _, _ in order:
             flags = {("candidate/aaaaaaaaaaaa", 0): ["z", "a"], ("candidate/aaaaaaaaaaaa", 1): ["a"]}.get((name, rep), [])

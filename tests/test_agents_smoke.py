@@ -23,11 +23,13 @@ def test_agents_smoke_end_to_end_and_resume(runs_dir):
     assert all((run_dir / path).stat().st_size > 1000 for path in summary["figures"].values())
 
     # every journal ends its rollout; a candidate is run once however many nodes propose it
-    evaluated = set()
+    evaluated, seeds = set(), set()
     for journal in (run_dir / "rollouts").iterdir():
         events = [json.loads(line) for line in journal.read_text().splitlines()]
         assert events[0]["event"] == "rollout" and events[-1]["event"] == "done"
         evaluated |= {e["sha"] for e in events if e["event"] == "evaluation"}
+        seeds.add(events[0]["seed"])
+    assert len(seeds) == 2  # each rollout its own stream
     runs = [json.loads(line) for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
     assert sorted(r["unit"]["sha"] for r in runs) == sorted(evaluated)
 

@@ -22,15 +22,16 @@ def test_engine_bundles_never_span_two_nodes():
 
 def test_replica_options_on_cpu_and_with_node_affinity():
     cpu = replica_options(ModelPlacement(num_cpus=2, max_restarts=5), 0)
-    assert cpu == {"max_restarts": 5, "max_task_retries": 0, "num_cpus": 2, "num_gpus": 0.0}
+    assert cpu == {"max_restarts": 5, "max_task_retries": 0, "num_cpus": 2, "num_gpus": 0.0,
+                   "runtime_env": {"env_vars": {"RAY_worker_niceness": "0"}}}
     assert backend_kwargs(ModelPlacement(num_cpus=2), "transformers") == {"device": "cpu", "num_threads": 2}
     n1, n2 = "a1" * 28, "b2" * 28  # node ids are 28-byte hex strings
     pinned = ModelPlacement(num_replicas=3, num_gpus=1, node_ids=(n1, n2))
     strategies = [replica_options(pinned, i)["scheduling_strategy"] for i in range(3)]
     assert [s.node_id for s in strategies] == [n1, n2, n1] and all(s.soft for s in strategies)
     assert replica_options(ModelPlacement(strategy="SPREAD"), 0)["scheduling_strategy"] == "SPREAD"
-    assert "runtime_env" not in cpu
-    assert replica_options(ModelPlacement(), 0, env={"A": "1"})["runtime_env"] == {"env_vars": {"A": "1"}}
+    assert replica_options(ModelPlacement(), 0, env={"A": "1"})["runtime_env"] == {
+        "env_vars": {"RAY_worker_niceness": "0", "A": "1"}}
 
 
 def test_tensor_parallel_options_point_vllm_at_its_bundles():
@@ -40,7 +41,7 @@ def test_tensor_parallel_options_point_vllm_at_its_bundles():
     options = replica_options(tp, 1, placement_group="pg", bundles=[1, 3])
     assert (options["num_gpus"], options["num_cpus"]) == (0, 0)
     assert options["scheduling_strategy"].placement_group_bundle_index == 1
-    assert options["runtime_env"]["env_vars"] == {"VLLM_RAY_BUNDLE_INDICES": "1,3",
+    assert options["runtime_env"]["env_vars"] == {"RAY_worker_niceness": "0", "VLLM_RAY_BUNDLE_INDICES": "1,3",
                                                   "VLLM_RAY_PER_WORKER_GPUS": "1"}
 
 

@@ -3,6 +3,7 @@ records run under torchrun (1 process, and 2 gloo processes) by the Ray trainer 
 import math
 import os
 import re
+import subprocess
 import sys
 import textwrap
 import time
@@ -185,6 +186,28 @@ def write_record(tmp_path, script_text, nproc, target=2.0):
     spec = {"script": "dist.py", "target_val_loss": target, "launch": {"nproc_per_node": nproc}}
     (tmp_path / "dist.yaml").write_text(yaml.safe_dump(spec))
     return load_record(tmp_path / "dist.yaml")
+
+
+def test_computing_actors_and_the_jobs_they_start_run_at_niceness_0(ray_session):
+    """Ray starts its workers at niceness 15, behind its daemons and the driver; a model replica,
+    a trainer and the training processes it starts must not be (a timed region would slow down)."""
+    from actors.placement import ModelPlacement, replica_options
+    from actors.trainer import TrainerActor
+
+    class NicenessProbe:  # defined here: Ray's workers cannot import a test module
+        def niceness(self) -> int:
+            return os.nice(0)
+
+    def child_niceness(stop, on_point) -> dict:  # a trainer job: the niceness of a process it starts
+        out = subprocess.run([sys.executable, "-c", "import os; print(os.nice(0))"], capture_output=True, text=True)
+        return {"niceness": int(out.stdout)}
+
+    plain = ray_session.remote(NicenessProbe).options(num_cpus=0).remote()
+    assert ray_session.get(plain.niceness.remote()) == 15, "Ray's own default changed: revisit computing_runtime_env"
+    replica = ray_session.remote(NicenessProbe).options(**replica_options(ModelPlacement(num_cpus=0), 0)).remote()
+    assert ray_session.get(replica.niceness.remote()) == 0
+    trainer = TrainerActor.options(num_cpus=0).remote()
+    assert ray_session.get(trainer.run.remote(child_niceness))["niceness"] == 0
 
 
 @pytest.mark.slow

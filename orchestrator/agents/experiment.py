@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import os
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,7 @@ class EvaluationConfig:
 class ScoringConfig:
     repeats: int = 3  # trusted re-runs of each best script, and of records i and i+1, interleaved
     timeout_s: float = 600.0
+    concurrent: int = 1  # re-runs at once, in the interleaved order (more than 1 only with clock=cpu on a shared machine)
 
 
 @dataclass
@@ -106,6 +108,7 @@ class AgentsConfig(RunConfig):
     hints: str = "records/shakespeare/hints"
     rollouts: list[RolloutGroup] = field(default_factory=lambda: [RolloutGroup()])
     reflections: int = 5  # re-asks of the coder with the reason when an edit does not apply
+    pair_scaffolds: bool = False  # True: a group's scaffolds draw one coder and selection stream (a paired comparison)
     max_active: int = 0  # rollouts in flight at once; 0: one more than the trainers, so a coder proposes while every trainer runs
     protected: list[str] = field(default_factory=lambda: ["seq_len"])  # mutate never changes these (nor pinned ones)
     scripted: list[str] = field(default_factory=lambda: list(HOSTILE))  # the scripted coder's proposals, in turn
@@ -123,7 +126,8 @@ class AgentsConfig(RunConfig):
             raise ConfigError("evaluation.cutoff", self.evaluation.cutoff,
                               "must be 0 unless evaluation.clock=wall (it stops on the script's own train time)")
         check_path_exists("records", str(resolve(self.records)))
-        for key, value in (("evaluation.trainers", self.evaluation.trainers), ("scoring.repeats", self.scoring.repeats)):
+        for key, value in (("evaluation.trainers", self.evaluation.trainers), ("scoring.repeats", self.scoring.repeats),
+                           ("scoring.concurrent", self.scoring.concurrent)):
             if value < 1:
                 raise ConfigError(key, value, "must be a positive int")
         if self.reflections < 0:
@@ -178,7 +182,7 @@ def units(cfg: AgentsConfig) -> list[dict]:
     records = ladder(cfg)
     setup = {"reflections": cfg.reflections, "protected": cfg.protected, "scripted": cfg.scripted,
              "evaluation": dataclasses.asdict(cfg.evaluation), "sandbox": dataclasses.asdict(cfg.sandbox),
-             "seed": cfg.seed}
+             "seed": cfg.seed, "pair_scaffolds": cfg.pair_scaffolds}
     rollouts = []
     for group in cfg.rollouts:
         nxt = next_of(records, group.base)
@@ -189,13 +193,22 @@ def units(cfg: AgentsConfig) -> list[dict]:
                                  "root_sha": sha256(records[group.base].script.read_text()),
                                  "next_sha": sha256(records[nxt].script.read_text()),
                                  "hint_sha": sha256(load_hint(resolve(cfg.hints), group.base, nxt, level)),
+                                 "seed": rollout_seed(cfg.seed, group.base, group.coder, level,
+                                                      None if cfg.pair_scaffolds else name),
                                  "setup": setup, **coder_setup(cfg, group.coder)})
     scores = []
     for base in dict.fromkeys(u["base"] for u in rollouts):
         names = [journal_name(u) for u in rollouts if u["base"] == base]
         scores.append({"kind": "score", "base": base, "next": next_of(records, base), "rollouts": names,
-                       "repeats": cfg.scoring.repeats, "timeout_s": cfg.scoring.timeout_s, "setup": setup})
+                       "repeats": cfg.scoring.repeats, "timeout_s": cfg.scoring.timeout_s,
+                       "concurrent": cfg.scoring.concurrent, "setup": setup})
     return rollouts + scores
+
+
+def rollout_seed(seed: int, base: str, coder: str, hint_level: int, scaffold: str | None) -> int:
+    """A rollout's own stream for its coder requests and its selection, from the run's seed and what
+    the rollout is; scaffold None gives every scaffold of a group the same stream."""
+    return random.Random(f"{seed}/{base}/{coder}/{hint_level}/{scaffold}").randrange(2**31)
 
 
 def coder_setup(cfg: AgentsConfig, kind: str) -> dict:
@@ -322,7 +335,7 @@ def run_rollouts(cfg: AgentsConfig, records: dict[str, Record], rollouts: list[d
             jobs = []
             for unit in (u for u in rollouts if u["coder"] == kind):
                 journal = Journal(ctx.run_dir / "rollouts" / f"{journal_name(unit)}.jsonl")
-                search = rollout(task_of(cfg, records, unit), Scaffold(**unit["scaffold"]), journal, cfg.seed,
+                search = rollout(task_of(cfg, records, unit), Scaffold(**unit["scaffold"]), journal, unit["seed"],
                                  integrity_check(records[unit["base"]], folder / "candidates"), cfg.reflections,
                                  cfg.evaluation.cutoff, cfg.seed)
                 jobs.append(((unit, journal), search))
@@ -333,13 +346,18 @@ def run_rollouts(cfg: AgentsConfig, records: dict[str, Record], rollouts: list[d
                     journal.close()
                     row = rollout_row(tree, records[unit["next"]].script.read_text(), journal.path, ctx.run_dir,
                                       wall_s)
-                    ctx.log(f"[agents] {journal_name(unit)}: best {row['best_time_s']} s (root {row['root_time_s']} "
-                            f"s), {row['nodes']} nodes, {row['candidates_evaluated']} run, "
+                    ctx.log(f"[agents] {journal_name(unit)}: best {seconds(row['best_time_s'])} (root "
+                            f"{seconds(row['root_time_s'])}), {row['nodes']} nodes, {row['candidates_evaluated']} run, "
                             f"buggy {row['buggy_fraction']:.2f}")
                     yield unit, row
     finally:
         pool.shutdown()
         store.close()
+
+
+def seconds(value: float | None) -> str:
+    """A time to target for a log line or a title: `37.79 s`, or `none` where the target was missed."""
+    return "none" if value is None else f"{value:.2f} s"
 
 
 def rollout_row(tree: Tree, next_script: str, journal: Path, run_dir: Path, wall_s: float) -> dict:
@@ -370,7 +388,7 @@ def score_unit(cfg: AgentsConfig, records: dict[str, Record], unit: dict, ctx) -
         scripts[sha] = path
     return score_transition(records[unit["base"]], records[unit["next"]], scripts, unit["repeats"], cfg.seed,
                             ctx.run_dir / "scoring" / unit["base"].rsplit("/", 1)[-1], unit["timeout_s"], cfg.sandbox,
-                            cfg.evaluation.clock, ctx.log)
+                            cfg.evaluation.clock, ctx.log, unit["concurrent"])
 
 
 def summarize(cfg: AgentsConfig, rows, ctx) -> Summary:
@@ -393,7 +411,7 @@ def summarize(cfg: AgentsConfig, rows, ctx) -> Summary:
         tree = Tree.from_events(read_events(ctx.run_dir / result["journal"]))
         name = Path(result["journal"]).stem
         figures[f"tree/{name}"] = plots.tree_picture(ctx.run_dir / "trees" / f"{name}.png", tree,
-                                                     f"{name}: best {result['best_time_s']} s")
+                                                     f"{name}: best {seconds(result['best_time_s'])}")
         for node in tree.nodes.values():
             node_rows.append({"rollout": name, "node": node.id, "parent": node.parent, "kind": node.kind,
                               "status": plots.status(tree, node), "reason": node.reason, "time_to_target_s": node.time_s,
@@ -401,12 +419,15 @@ def summarize(cfg: AgentsConfig, rows, ctx) -> Summary:
     scalars = {f"fsr/{r['transition']}/{r['coder']}/{r['scaffold']}/hint{r['hint_level']}": r["fsr"] for r in fsr_rows}
     scalars["sandbox"] = cfg.sandbox.mode
     notes = ("Each rollout's best node (by its own evaluation) is re-run, trusted, "
-             f"{cfg.scoring.repeats} times interleaved with records i and i+1, every run sandboxed after the "
+             f"{cfg.scoring.repeats} times interleaved with records i and i+1 ({cfg.scoring.concurrent} at once), "
+             "every run sandboxed after the "
              "record's integrity check; FSR = (t_i - t')/(t_i - t_i+1) per re-run, a miss or a run the harness's "
              "clock flags scoring 0, averaged over the re-runs, with a bootstrap interval over the runs of all "
              f"three. Times by clock `{cfg.evaluation.clock}`. A node is buggy if its edit did not apply, it broke "
              "the record's integrity rules, or its run did not reach the target cleanly. Similarity: difflib "
-             "ratio over lines of the best script and record i+1's.")
+             "ratio over lines of the best script and record i+1's. "
+             + ("A group's scaffolds share one coder and selection stream (paired)." if cfg.pair_scaffolds else
+                "Each rollout draws its own coder and selection stream."))
     return Summary(title=f"Research-agent rollouts: {cfg.preset}", scalars=scalars,
                    tables={"fsr": fsr_rows, "nodes": node_rows}, figures=figures, notes=notes)
 

@@ -25,8 +25,8 @@ def candidate_name(sha: str) -> str:
 
 
 def score_transition(base: Record, nxt: Record, scripts: dict[str, Path], repeats: int, seed: int, log_dir,
-                     timeout_s: float, sandbox: SandboxConfig, clock: str, log=print) -> dict:
-    """`scripts`: sha -> the candidate's file. Returns the re-run times of records i and i+1 and,
+                     timeout_s: float, sandbox: SandboxConfig, clock: str, log=print, concurrent: int = 1) -> dict:
+    """`scripts`: sha -> the candidate's file; `concurrent` runs at once. Returns the re-run times of records i and i+1 and,
     per candidate sha, its FSR, interval, misses and flags."""
     records = {base.name: base, nxt.name: nxt}
     for sha, path in scripts.items():  # a candidate runs with record i's launch spec and target
@@ -34,7 +34,8 @@ def score_transition(base: Record, nxt: Record, scripts: dict[str, Path], repeat
                                                            description="agent's best script")
     order = [(name, rep, seed + rep, "timed") for name, rep in interleaved_order(list(records), repeats)]
     runs = []
-    for (name, rep, _, _), result in replay(order, records, log_dir, timeout_s=timeout_s, sandbox=sandbox):
+    for (name, rep, _, _), result in replay(order, records, log_dir, timeout_s=timeout_s, max_concurrent=concurrent,
+                                            sandbox=sandbox):
         t = seconds_to_target(result, clock) if result["status"] == "ok" else None
         log(f"[agents] trusted re-run {name} #{rep}: {result['reason']}, {t if t is None else round(t, 2)} s")
         runs.append({"record": name, "repeat": rep, "status": result["status"], "reason": result["reason"],
