@@ -89,8 +89,7 @@ def test_killed_run_resumes_each_idea_at_its_next_run(tmp_path, runs_dir):
     assert [r["run"] for r in state["runs"]] == [0, 1]
     before = {p.name: p.stat().st_mtime for p in logs.iterdir()}
 
-    again = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", *args], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=600)
+    again = run_preset(*args, runs_dir=runs_dir)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     after = {p.name: p.stat().st_mtime for p in logs.iterdir()}
     for name in ("run_0.attempt_1.stderr", "run_1.attempt_1.stderr"):

@@ -26,7 +26,7 @@ from orchestrator.agents.journal import Journal, Tree, read_events
 from orchestrator.agents.policy_coder import PolicyCoderPool
 from orchestrator.agents.protocol import Evaluate
 from orchestrator.agents.scaffolds import PRESETS, Scaffold
-from orchestrator.agents.scoring import score_transition, similarity
+from orchestrator.agents.scoring import score_transition, similarity, time_text
 from orchestrator.agents.search import Task, rollout, sha256
 from orchestrator.config import REPO_ROOT, ConfigError, RunConfig, check_choice, check_path_exists
 from orchestrator.driver import LocalPool, drive
@@ -346,18 +346,13 @@ def run_rollouts(cfg: AgentsConfig, records: dict[str, Record], rollouts: list[d
                     journal.close()
                     row = rollout_row(tree, records[unit["next"]].script.read_text(), journal.path, ctx.run_dir,
                                       wall_s)
-                    ctx.log(f"[agents] {journal_name(unit)}: best {seconds(row['best_time_s'])} (root "
-                            f"{seconds(row['root_time_s'])}), {row['nodes']} nodes, {row['candidates_evaluated']} run, "
+                    ctx.log(f"[agents] {journal_name(unit)}: best {time_text(row['best_time_s'])} (root "
+                            f"{time_text(row['root_time_s'])}), {row['nodes']} nodes, {row['candidates_evaluated']} run, "
                             f"buggy {row['buggy_fraction']:.2f}")
                     yield unit, row
     finally:
         pool.shutdown()
         store.close()
-
-
-def seconds(value: float | None) -> str:
-    """A time to target for a log line or a title: `37.79 s`, or `none` where the target was missed."""
-    return "none" if value is None else f"{value:.2f} s"
 
 
 def rollout_row(tree: Tree, next_script: str, journal: Path, run_dir: Path, wall_s: float) -> dict:
@@ -411,7 +406,7 @@ def summarize(cfg: AgentsConfig, rows, ctx) -> Summary:
         tree = Tree.from_events(read_events(ctx.run_dir / result["journal"]))
         name = Path(result["journal"]).stem
         figures[f"tree/{name}"] = plots.tree_picture(ctx.run_dir / "trees" / f"{name}.png", tree,
-                                                     f"{name}: best {seconds(result['best_time_s'])}")
+                                                     f"{name}: best {time_text(result['best_time_s'])}")
         for node in tree.nodes.values():
             node_rows.append({"rollout": name, "node": node.id, "parent": node.parent, "kind": node.kind,
                               "status": plots.status(tree, node), "reason": node.reason, "time_to_target_s": node.time_s,

@@ -20,6 +20,11 @@ def similarity(script: str, reference: str) -> float:
     return difflib.SequenceMatcher(None, script.splitlines(), reference.splitlines(), autojunk=False).ratio()
 
 
+def time_text(value: float | None) -> str:
+    """A time to target for a log line or a title: `37.79 s`, or `none` where the target was missed."""
+    return "none" if value is None else f"{value:.2f} s"
+
+
 def candidate_name(sha: str) -> str:
     return f"candidate/{sha[:12]}"
 
@@ -37,7 +42,7 @@ def score_transition(base: Record, nxt: Record, scripts: dict[str, Path], repeat
     for (name, rep, _, _), result in replay(order, records, log_dir, timeout_s=timeout_s, max_concurrent=concurrent,
                                             sandbox=sandbox):
         t = seconds_to_target(result, clock) if result["status"] == "ok" else None
-        log(f"[agents] trusted re-run {name} #{rep}: {result['reason']}, {t if t is None else round(t, 2)} s")
+        log(f"[agents] trusted re-run {name} #{rep}: {result['reason']}, {time_text(t)}")
         runs.append({"record": name, "repeat": rep, "status": result["status"], "reason": result["reason"],
                      "flags": list(result.get("flags") or []), "time_to_target_s": t})
 
