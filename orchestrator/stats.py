@@ -30,6 +30,15 @@ def percentile_interval(replicates, confidence: float = 0.95) -> tuple[float, fl
     return float(np.percentile(x, tail)), float(np.percentile(x, 100 - tail))
 
 
+def censored_percentile_interval(replicates, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile interval where an infinite replicate (censored above the range measured) stays
+    in, beyond every finite one: a bound is inf when more than its tail is censored."""
+    x = np.asarray(replicates, dtype=float)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(x, [tail, 1 - tail], method="inverted_cdf")  # an order statistic: inf-safe
+    return float(low), float(high)
+
+
 def bootstrap_mean_interval(values, confidence: float = 0.95, n_boot: int = 2000,
                             seed: int = 0) -> tuple[float, float, float]:
     """(mean, low, high) of per-instance values with a percentile bootstrap over instances."""

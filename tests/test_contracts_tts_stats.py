@@ -4,7 +4,7 @@ the two-stage bootstrap's second stage)."""
 import numpy as np
 import pytest
 
-from orchestrator.stats import percentile_interval, two_stage_bootstrap_interval
+from orchestrator.stats import censored_percentile_interval, percentile_interval, two_stage_bootstrap_interval
 from orchestrator.tts.stats import (
     Config, bootstrap_folds, compute_optimal, difficulty_levels, efficiency_multiplier, matching_budget,
     two_fold_split,
@@ -134,6 +134,15 @@ def test_percentile_interval_splits_the_tails_and_skips_non_finite_replicates():
     assert percentile_interval(np.arange(101), 0.9) == pytest.approx((5.0, 95.0))
     assert percentile_interval([*range(101), np.inf, np.nan]) == pytest.approx((2.5, 97.5))
     assert np.isnan(percentile_interval([np.inf, np.nan])).all()
+
+
+def test_censored_interval_is_two_sided_order_statistics_that_keep_the_censored():
+    # 100 replicates 1..100: the 95% bounds are the 3rd and 98th smallest, the 90% ones the 5th and 95th.
+    assert censored_percentile_interval(np.arange(1, 101)) == (3.0, 98.0)
+    assert censored_percentile_interval(np.arange(1, 101), 0.9) == (5.0, 95.0)
+    # 10 of 100 never matched (inf): they stay in, so the upper bound is open and the lower one moves.
+    assert censored_percentile_interval([*range(1, 91), *[np.inf] * 10]) == (3.0, np.inf)
+    assert censored_percentile_interval([*range(1, 99), *[np.inf] * 2]) == (3.0, 98.0)  # 2 in the 2.5% tail
 
 
 def test_two_stage_bootstrap_resamples_the_draws_of_each_problem():

@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 from orchestrator.config import ConfigError
 from orchestrator.experiments import load_config
-from orchestrator.passuntil.experiment import summarize, units
+from orchestrator.passuntil.experiment import stream_seed, summarize, units
 
 
 def test_units_are_model_by_problem_and_config_errors_name_the_key():
@@ -26,6 +26,19 @@ def test_units_are_model_by_problem_and_config_errors_name_the_key():
         with pytest.raises(ConfigError) as e:
             load_config("passuntil-smoke", overrides)
         assert e.value.key == key
+
+
+def test_each_model_draws_its_own_stream_unless_the_models_are_paired():
+    cfg = load_config("passuntil-smoke")
+    own = {(u["model"], u["problem"]): stream_seed(cfg, u) for u in units(cfg)}
+    assert len(set(own.values())) == len(own)  # no two (model, problem) units share draws
+    paired = load_config("passuntil-smoke", ["paired_models=true"])
+    shared = {(u["model"], u["problem"]): stream_seed(paired, u) for u in units(paired)}
+    by_problem = {}
+    for (_, problem), seed in shared.items():
+        by_problem.setdefault(problem, set()).add(seed)
+    assert all(len(seeds) == 1 for seeds in by_problem.values())  # every model draws the problem's stream
+    assert len({next(iter(seeds)) for seeds in by_problem.values()}) == len(by_problem)
 
 
 def test_chain_criterion_refuses_a_lucky_answer():

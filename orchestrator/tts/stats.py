@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from orchestrator.stats import percentile_interval
+from orchestrator.stats import censored_percentile_interval, percentile_interval
 
 
 def oracle_difficulty(correct: Sequence[Sequence[bool]]) -> np.ndarray:
@@ -216,6 +216,5 @@ def efficiency_multiplier(weighted: Sequence[Config], curve: Sequence[CurvePoint
     curves = correct[:, resampled].mean(axis=-1).T  # replicates x budgets
     replicates = np.array([matching_budget(budgets, acc, target) / at
                            for acc, target in zip(curves, point.replicates)])
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(replicates, [tail, 1 - tail], method="inverted_cdf")  # inf-safe
-    return Multiplier(float(at), matched / at, float(low), float(high), matched)
+    low, high = censored_percentile_interval(replicates, confidence)
+    return Multiplier(float(at), matched / at, low, high, matched)
