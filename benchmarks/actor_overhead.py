@@ -32,6 +32,7 @@ def actor_vs_direct(backend: str, model: str, num_requests: int, max_tokens: int
     from actors.placement import ModelPlacement, backend_kwargs
     from actors.policy import PolicyActor, make_backend
     from actors.pool import ReplicaPool
+    from orchestrator.protocols import Generate
 
     requests = policy_requests(num_requests, max_tokens)
     placement = ModelPlacement(num_replicas=1, num_cpus=1)
@@ -41,7 +42,7 @@ def actor_vs_direct(backend: str, model: str, num_requests: int, max_tokens: int
     direct = make_backend(backend, model, **kwargs)
     pool = ReplicaPool.launch(PolicyActor, placement, backend, model, **kwargs)
     try:
-        runs = {"direct": direct.generate, "actor": pool.generate}
+        runs = {"direct": direct.generate, "actor": lambda batch: pool.call(Generate.method, batch)}
         for run in runs.values():
             run(requests[:4])  # warm up
         seconds: dict[str, list[float]] = {name: [] for name in runs}
