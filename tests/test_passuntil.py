@@ -34,11 +34,9 @@ def test_each_model_draws_its_own_stream_unless_the_models_are_paired():
     assert len(set(own.values())) == len(own)  # no two (model, problem) units share draws
     paired = load_config("passuntil-smoke", ["paired_models=true"])
     shared = {(u["model"], u["problem"]): stream_seed(paired, u) for u in units(paired)}
-    by_problem = {}
-    for (_, problem), seed in shared.items():
-        by_problem.setdefault(problem, set()).add(seed)
-    assert all(len(seeds) == 1 for seeds in by_problem.values())  # every model draws the problem's stream
-    assert len({next(iter(seeds)) for seeds in by_problem.values()}) == len(by_problem)
+    of_problem = {problem: seed for (_, problem), seed in shared.items()}
+    assert all(seed == of_problem[problem] for (_, problem), seed in shared.items())  # every model: the problem's stream
+    assert len(set(of_problem.values())) == len(of_problem)  # problems still differ
 
 
 def test_chain_criterion_refuses_a_lucky_answer():
