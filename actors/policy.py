@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, DynamicCache, LlamaForCausalLM
 
+from actors.wire import PickledBatch
 from orchestrator.protocols import GenerateRequest, GenerateResult, Sample
 
 log = logging.getLogger(__name__)
@@ -436,7 +437,7 @@ class PolicyActor:
         self.backend = make_backend(backend, model_path, **kwargs)
 
     async def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
-        return await self.backend.generate_async(requests)
+        return PickledBatch(await self.backend.generate_async(requests))
 
     def location(self) -> dict:
         """Where this replica runs (process and Ray node), for logs and failure drills."""

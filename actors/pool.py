@@ -22,6 +22,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from actors.placement import launch_replicas
+from actors.wire import PickledBatch
 
 PROBE_INTERVAL_S = 1.0  # between probes of a replica that is not back yet
 MAX_PROBE_FAILURES = 60  # then the replica counts as dead for good (its restarts are spent)
@@ -125,7 +126,7 @@ class ReplicaPool:
     # -- routing --------------------------------------------------------------------------------
 
     def _pick(self, key: Hashable | None, live: list[int]) -> int:
-        least = min(live, key=lambda r: self.load[r])
+        least = min(live, key=self.load.__getitem__)
         preferred = self.affinity.get(key) if key is not None else None
         if preferred in live and self.load[preferred] - self.load[least] <= self.affinity_slack:
             return preferred
@@ -160,7 +161,7 @@ class ReplicaPool:
             size = self.max_batch or len(members)
             for b in range(0, len(members), size):
                 batch = members[b:b + size]
-                ref = getattr(self.actors[r], call.method).remote([call.items[i] for i in batch])
+                ref = getattr(self.actors[r], call.method).remote(PickledBatch(call.items[i] for i in batch))
                 self._inflight[ref] = (call, r, batch)
 
     # -- completion and failures ----------------------------------------------------------------

@@ -22,6 +22,7 @@ import torch
 from transformers import AutoTokenizer, DynamicCache
 
 from actors.prm_families import Encoding, PRMFamily, family_for
+from actors.wire import PickledBatch
 from orchestrator.protocols import ScoreRequest, ScoreResult
 
 
@@ -235,4 +236,4 @@ class PRMActor:
         self.scorer = PRMScorer.from_config(replace(cfg, **overrides))
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
-        return self.scorer.score(requests)
+        return PickledBatch(self.scorer.score(requests))

@@ -1,11 +1,14 @@
-"""What the Ray actors cost: the same batch through the actor pool and through the backend called
-in-process, side by side in one run (timings on a shared machine swing, ratios much less).
+"""What the Ray actors cost: the same batch through the actor pool, through the backend called
+in-process, and through the backend in a plain second process (the control: no Ray), side by
+side in one run (timings on a shared machine swing, ratios much less).
 
-    python benchmarks/actor_overhead.py [--backend transformers|vllm] [--model DIR]
+    python benchmarks/actor_overhead.py [--backend transformers|vllm] [--model DIR] [--rounds 40]
 
 Default model: the tiny world's "test" policy (built and cached on first use). Prints one
 line per measurement and ends with ONE JSON line carrying `actor_vs_direct_tokens_per_s_ratio`
-(target >= 0.95) and, from the PRM part, `prm_incremental_vs_naive_tokens_ratio`.
+(target >= 0.95), the control's ratios (`subprocess_vs_direct_...`, `actor_vs_subprocess_...`),
+the backend's own speed on each side (tokens per second inside `generate`) and, from the PRM
+part, `prm_incremental_vs_naive_tokens_ratio`.
 """
 from __future__ import annotations
 
@@ -27,8 +30,32 @@ def policy_requests(num_requests: int, max_tokens: int):
             for i, p in enumerate(problems)]
 
 
-def actor_vs_direct(backend: str, model: str, num_requests: int, max_tokens: int, pairs: int) -> dict:
-    """Generated tokens/s of one replica through `ReplicaPool` vs the same backend in-process."""
+def busy_ticks() -> int:
+    """CPU ticks the whole machine spent busy since boot (Linux /proc/stat)."""
+    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    return sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+
+
+def serve_backend(conn, backend: str, model: str, kwargs: dict) -> None:
+    """A plain Python process (no Ray) answering batches over a pipe: the control side."""
+    import torch
+
+    from actors.policy import make_backend
+
+    torch.set_num_threads(1)
+    engine = make_backend(backend, model, **kwargs)
+    conn.send("ready")
+    while (batch := conn.recv()) is not None:
+        conn.send(engine.generate(batch))
+
+
+def actor_vs_direct(backend: str, model: str, num_requests: int, max_tokens: int, rounds: int) -> dict:
+    """Generated tokens/s of one replica through `ReplicaPool`, of the same backend in-process,
+    and of the same backend in a plain second process (a pipe, no Ray): what Ray costs is the
+    actor against that control, and the control against in-process is what moving the work to
+    another process costs on this machine."""
+    import multiprocessing
+
     from actors.placement import ModelPlacement, backend_kwargs
     from actors.policy import PolicyActor, make_backend
     from actors.pool import ReplicaPool
@@ -41,41 +68,67 @@ def actor_vs_direct(backend: str, model: str, num_requests: int, max_tokens: int
         kwargs.update(enforce_eager=True, max_model_len=512)
     direct = make_backend(backend, model, **kwargs)
     pool = ReplicaPool.launch(PolicyActor, placement, backend, model, **kwargs)
+    conn, child_conn = multiprocessing.get_context("spawn").Pipe()
+    control = multiprocessing.get_context("spawn").Process(target=serve_backend, args=(child_conn, backend, model, kwargs))
+    control.start()
+    assert conn.recv() == "ready"
+
+    def through_pipe(batch):
+        conn.send(batch)
+        return conn.recv()
+
     try:
-        runs = {"direct": direct.generate, "actor": lambda batch: pool.call(Generate.method, batch)}
+        runs = {"direct": direct.generate, "subprocess": through_pipe,
+                "actor": lambda batch: pool.call(Generate.method, batch)}
+        names = list(runs)
         for run in runs.values():
             run(requests[:4])  # warm up
         seconds: dict[str, list[float]] = {name: [] for name in runs}
         tokens: dict[str, list[int]] = {name: [] for name in runs}
-        overheads = []  # seconds per call spent outside the backend: Ray, pickling, routing
+        compute: dict[str, list[float]] = {name: [] for name in runs}  # inside the backend
+        busy: dict[str, int] = {name: 0 for name in runs}  # machine CPU ticks during the side's calls
         outputs = {}
-        # Calls alternate one by one, the order flipping every pair: a busy spell from another
-        # process on the machine hits both sides about equally.
-        for pair in range(pairs):
-            for name in (("direct", "actor") if pair % 2 == 0 else ("actor", "direct")):
-                start = time.perf_counter()
+        # Sides take turns call by call, the order rotating every round: a busy spell from
+        # another process on the machine hits all of them about equally.
+        for k in range(rounds):
+            for name in names[k % 3:] + names[:k % 3]:
+                start, ticks = time.perf_counter(), busy_ticks()
                 outputs[name] = runs[name](requests)
                 seconds[name].append(time.perf_counter() - start)
+                busy[name] += busy_ticks() - ticks
                 tokens[name].append(sum(r.generated_tokens for r in outputs[name]))
-                if name == "actor":
-                    overheads.append(seconds[name][-1] - sum(r.compute_seconds for r in outputs[name]))
-            if (pair + 1) % 10 == 0:
-                print(f"policy pairs {pair + 1}/{pairs}: direct {sum(tokens['direct']) / sum(seconds['direct']):.0f} "
-                      f"tokens/s, actor {sum(tokens['actor']) / sum(seconds['actor']):.0f} tokens/s", flush=True)
-        same = [r.samples for r in outputs["direct"]] == [r.samples for r in outputs["actor"]]
-        print(f"policy samples identical through the actor: {same}")
+                compute[name].append(sum(r.compute_seconds for r in outputs[name]))
+            if (k + 1) % 10 == 0:
+                print(f"policy rounds {k + 1}/{rounds}: " + ", ".join(
+                    f"{name} {sum(tokens[name]) / sum(seconds[name]):.0f} tokens/s" for name in names), flush=True)
+        same = all([r.samples for r in outputs[name]] == [r.samples for r in outputs["direct"]] for name in names)
+        print(f"policy samples identical on every side: {same}")
     finally:
+        conn.send(None)
+        control.join(timeout=60)
         pool.shutdown()
         if backend == "vllm":
             direct.shutdown()
     rate = {name: sum(tokens[name]) / sum(seconds[name]) for name in runs}
-    return {"backend": backend, "num_requests": num_requests, "pairs": pairs,
+    backend_rate = {name: sum(tokens[name]) / sum(compute[name]) for name in runs}
+    overheads = [s - c for s, c in zip(seconds["actor"], compute["actor"])]
+    return {"backend": backend, "num_requests": num_requests, "rounds": rounds,
             "direct_tokens_per_s": round(rate["direct"], 1), "actor_tokens_per_s": round(rate["actor"], 1),
+            "subprocess_tokens_per_s": round(rate["subprocess"], 1),
             "samples_identical": same, "actor_overhead_ms_per_call": round(1000 * statistics.median(overheads), 2),
+            "actor_time_outside_backend_fraction": round(1 - sum(compute["actor"]) / sum(seconds["actor"]), 4),
             "actor_vs_direct_tokens_per_s_ratio": round(rate["actor"] / rate["direct"], 3),
-            "actor_vs_direct_median_pair_ratio": round(statistics.median(
+            "actor_vs_direct_median_round_ratio": round(statistics.median(
                 (t_a / s_a) / (t_d / s_d) for t_a, s_a, t_d, s_d in zip(
-                    tokens["actor"], seconds["actor"], tokens["direct"], seconds["direct"])), 3)}
+                    tokens["actor"], seconds["actor"], tokens["direct"], seconds["direct"])), 3),
+            "subprocess_vs_direct_tokens_per_s_ratio": round(rate["subprocess"] / rate["direct"], 3),
+            "actor_vs_subprocess_tokens_per_s_ratio": round(rate["actor"] / rate["subprocess"], 3),
+            "backend_speed_in_actor_vs_direct": round(backend_rate["actor"] / backend_rate["direct"], 3),
+            "backend_speed_in_subprocess_vs_direct": round(backend_rate["subprocess"] / backend_rate["direct"], 3),
+            # cores the whole machine kept busy during each side's calls: above 1, other processes
+            # (Ray's daemons, the driver's threads) ran beside the one computing
+            "machine_cores_busy": {name: round(busy[name] / os.sysconf("SC_CLK_TCK") / sum(seconds[name]), 3)
+                                   for name in runs}}
 
 
 def main():
@@ -84,7 +137,7 @@ def main():
     parser.add_argument("--model", default="", help="policy checkpoint folder (default: tiny world 'test')")
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=100)
-    parser.add_argument("--pairs", type=int, default=60, help="calls of the whole batch on each side")
+    parser.add_argument("--rounds", type=int, default=40, help="calls of the whole batch on each side")
     args = parser.parse_args()
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -103,7 +156,7 @@ def main():
         args.model = str(ensure_built("test").policy_dir)
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=scratch)
     try:
-        summary = actor_vs_direct(args.backend, args.model, args.requests, args.max_tokens, args.pairs)
+        summary = actor_vs_direct(args.backend, args.model, args.requests, args.max_tokens, args.rounds)
         summary.update(prm_incremental_vs_naive(num_steps=10))
     finally:
         ray.shutdown()

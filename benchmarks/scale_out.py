@@ -1,7 +1,7 @@
 """SIMULATED scale-out: the one driver and ReplicaPools over 1 to 32 replicas that compute nothing.
 
     python benchmarks/scale_out.py [--problems 2000] [--replicas 1,2,4,8,16,32] [--cohorts 1,2]
-                                   [--time-scale 1.0] [--profile-driver]
+                                   [--time-scale 1.0] [--profile-driver] [--memory-problems 1000,10000]
 
 Policy and PRM actors return synthetic outputs and sleep for the simulated accelerator's cost
 model (benchmarks/simulated_accelerator.py) times `--time-scale` (1: the cost model as written;
@@ -41,6 +41,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from actors.placement import computing_runtime_env  # noqa: E402
 from actors.pool import ReplicaPool  # noqa: E402
+from actors.wire import PickledBatch  # noqa: E402
 from benchmarks.simulated_accelerator import CostModel, call_shape  # noqa: E402
 from orchestrator.driver import LocalPool, drive  # noqa: E402
 from orchestrator.protocols import Generate, GenerateResult, PromptFormat, Sample, Score, ScoreResult  # noqa: E402
@@ -77,7 +78,7 @@ class FakePolicy:
                                           cached_prompt_tokens=cached))
         if self.time_scale:
             time.sleep(self.model.generate_seconds(call_shape(results)) * self.time_scale)
-        return results
+        return PickledBatch(results)  # as the real actors return theirs
 
 
 class FakeScorer:
@@ -91,7 +92,7 @@ class FakeScorer:
                    for r in requests]
         if self.time_scale:
             time.sleep(self.model.score_seconds(call_shape(results)) * self.time_scale)
-        return results
+        return PickledBatch(results)
 
 
 def answer_of(text: str, truncated: bool = False):
@@ -112,24 +113,35 @@ def object_store_mib(address: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def machine_cpu_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine since boot, from /proc/stat (Linux)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def run(pools, problems: int, max_active: int, cohorts: int, profile: bool = False):
-    """One sweep through the driver: wall s, driver CPU s, driver stats, cProfile text or None."""
-    stats = {}
-    profiler = cProfile.Profile() if profile else None
-    wall, cpu = time.monotonic(), time.process_time()
+    """One sweep through the driver: wall s, driver CPU s, the machine's busy fraction, cProfile text or None.
+
+    On this one machine every simulated node shares the same cores: a busy fraction near 1 says
+    the host (all actors, raylets and the driver together), not the driver alone, is the limit."""
+    profiler = cProfile.Profile(time.thread_time) if profile else None  # the driver thread's own CPU, not time descheduled
+    wall, cpu, ticks = time.monotonic(), time.process_time(), machine_cpu_ticks()
     if profiler:
         profiler.enable()
-    for _ in drive(jobs(problems), pools, max_active, stats=stats, affinity_key=lambda unit: unit, cohorts=cohorts):
+    for _ in drive(jobs(problems), pools, max_active, affinity_key=lambda unit: unit, cohorts=cohorts):
         pass
     if profiler:
         profiler.disable()
     wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    end = machine_cpu_ticks()
+    busy = (end[0] - ticks[0]) / max(end[1] - ticks[1], 1)
     text = None
     if profiler:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
         text = out.getvalue()
-    return wall, cpu, stats, text
+    return wall, cpu, busy, text
 
 
 def count_requests(problems: int) -> int:
@@ -168,6 +180,7 @@ def main():
     ap.add_argument("--cohorts", default="1,2", help="the driver's cohorts, one sweep each")
     ap.add_argument("--time-scale", type=float, default=1.0, help="sleep = simulated cost x this")
     ap.add_argument("--profile-driver", action="store_true", help="cProfile the driver at the most replicas")
+    ap.add_argument("--memory-problems", default="1000,10000", help="the two sizes of the driver-memory check")
     args = ap.parse_args()
     counts = [int(r) for r in args.replicas.split(",")]
     cohort_counts = [int(c) for c in args.cohorts.split(",")]
@@ -201,19 +214,20 @@ def main():
         print(f"SIMULATED scale-out: beam N=16, {args.problems} synthetic problems x {DEPTH} steps, "
               f"{requests} requests per sweep, {len(nodes)} simulated nodes, sleep = cost model x {args.time_scale}")
         print(f"  {'cohorts':>7s} {'replicas':>8s} {'wall s':>8s} {'problems/s':>11s} {'ideal':>8s} {'efficiency':>10s} "
-              f"{'driver CPU ms/req':>18s} {'driver peak RSS MiB':>20s}")
+              f"{'driver CPU ms/req':>18s} {'driver cores':>12s} {'machine busy':>12s} {'driver peak RSS MiB':>20s}")
         for c in cohort_counts:
             rows[c] = {}
             for r in counts:
                 pools = {Generate: ReplicaPool(policies[:r]), Score: ReplicaPool(scorers[:r])}
-                wall, cpu, _, _ = run(pools, args.problems, PROBLEMS_PER_REPLICA * r * c, c)
+                wall, cpu, busy, _ = run(pools, args.problems, PROBLEMS_PER_REPLICA * r * c, c)
                 throughput = args.problems / wall
                 one = rows[c][counts[0]]["throughput"] / counts[0] if rows[c] else throughput / r
                 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 rows[c][r] = {"wall_s": wall, "throughput": throughput, "efficiency": throughput / (one * r),
-                              "cpu_ms_per_request": 1000 * cpu / requests, "rss_mib": rss}
+                              "cpu_ms_per_request": 1000 * cpu / requests, "rss_mib": rss,
+                              "driver_cores": cpu / wall, "machine_busy": busy}
                 print(f"  {c:7d} {r:8d} {wall:8.2f} {throughput:11.1f} {one * r:8.1f} {throughput / (one * r):10.3f} "
-                      f"{1000 * cpu / requests:18.4f} {rss:20.1f}")
+                      f"{1000 * cpu / requests:18.4f} {cpu / wall:12.2f} {busy:12.2f} {rss:20.1f}")
         if args.profile_driver:  # one more sweep, not in the table: cProfile slows the driver
             pools = {Generate: ReplicaPool(policies[:most]), Score: ReplicaPool(scorers[:most])}
             best = max(cohort_counts, key=lambda c: rows[c][most]["efficiency"])
@@ -223,10 +237,11 @@ def main():
     finally:
         ray.shutdown()
         cluster.shutdown()
-    small, large = driver_memory_mib(1000), driver_memory_mib(10000)
+    sizes = [int(n) for n in args.memory_problems.split(",")]
+    small, large = driver_memory_mib(sizes[0]), driver_memory_mib(sizes[1])
     print(f"  simulated object-store peak (sampled every 2 s): {peak_store:.1f} MiB")
-    print(f"  driver Python memory peak, in process: {small:.2f} MiB for 1,000 problems, {large:.2f} MiB for "
-          f"10,000 ({large / small:.3f}x; target within 1.2x)")
+    print(f"  driver Python memory peak, in process: {small:.2f} MiB for {sizes[0]:,} problems, {large:.2f} MiB for "
+          f"{sizes[1]:,} ({large / small:.3f}x; target within 1.2x)")
     if profile_text:
         print(f"  driver profile at {most} replicas (simulated; top by own time):\n{profile_text}")
     best = max(cohort_counts, key=lambda c: rows[c][max(counts)]["efficiency"])
@@ -244,10 +259,13 @@ def main():
                       "driver_cpu_ms_target": 1.0,
                       "driver_cpu_ms_per_request_by_replicas": {str(r): round(rows[best][r]["cpu_ms_per_request"], 4)
                                                                 for r in counts},
+                      "driver_cores_by_replicas": {str(r): round(rows[best][r]["driver_cores"], 2) for r in counts},
+                      "machine_busy_by_replicas": {str(r): round(rows[best][r]["machine_busy"], 2) for r in counts},
+                      "machine_cpus": os.cpu_count(),
                       "driver_peak_rss_mib": round(max(v["rss_mib"] for v in every), 1),
                       "object_store_peak_mib": peak_store,
-                      "driver_memory_mib_1k": round(small, 3), "driver_memory_mib_10k": round(large, 3),
-                      "driver_memory_growth_1k_to_10k": round(large / small, 3), "driver_memory_growth_target": 1.2}))
+                      "driver_memory_problems": sizes, "driver_memory_mib": [round(small, 3), round(large, 3)],
+                      "driver_memory_growth": round(large / small, 3), "driver_memory_growth_target": 1.2}))
 
 
 if __name__ == "__main__":

@@ -183,6 +183,17 @@ def test_two_fold_split_defaults_to_level_zero_and_puts_the_odd_problem_in_fold_
     assert (len(a), len(b)) == (3, 4)
     assert a.tolist() == sorted(a.tolist()) and b.tolist() == sorted(b.tolist())
 
+def test_the_in_sample_ceiling_takes_each_levels_best_on_all_its_problems():
+    # Level 1: x solves 3 of 4, y 1; level 2: x none, y 2 of 4. Each alone solves 3 of 8; the
+    # best per level, chosen and scored on the same problems, 5 of 8.
+    x = [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    y = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    (point,) = compute_optimal([Config("x", 1, x), Config("y", 1, y)], [1] * 4 + [2] * 4, budgets=[1], n_boot=50)
+    assert point.in_sample_accuracy == pytest.approx(5 / 8)
+    assert [lc.best for lc in point.levels] == ["x", "y"]
+    (alone,) = compute_optimal([Config("a", 1, [1.0, 1.0, 0.0, 1.0, 1.0])], [1, 2, 2, 3, 3], budgets=[1], n_boot=50)
+    assert alone.in_sample_accuracy == pytest.approx(0.75)  # the singleton level is left out here too
+
 
 # ---- compute-optimal: level sizes at the split boundary ----
 
@@ -289,3 +300,15 @@ def test_efficiency_multiplier_sorts_weighted_by_cost_and_ignores_unscored_probl
     assert curve[0].accuracy == pytest.approx(0.75)
     m = efficiency_multiplier(weighted, curve, 4, levels, n_boot=100)
     assert (m.matched_budget, m.value) == pytest.approx((8.0, 2.0))
+
+
+# ---- the summary's reading of a compute-optimal curve below the best single method ----
+
+def test_below_best_note_says_no_headroom_plainly_and_asks_for_problems_otherwise():
+    from orchestrator.tts.experiment import below_best_note
+
+    assert below_best_note([], 40) == ""
+    flat = below_best_note([("oracle bins at N=16: 0.818 against beam@16 0.835, in-sample per-level best 0.840", 0.005)], 40)
+    assert "about 40 problems" in flat and "does not reproduce Snell et al." in flat and "sweep more" not in flat
+    room = below_best_note([("a", 0.005), ("b", 0.03)], 10)
+    assert "sweep more problems" in room and "does not reproduce" not in room

@@ -1,5 +1,5 @@
 """ReplicaPool routing on a local Ray: balanced splits, least-loaded choice, subtree affinity,
-several calls in flight, errors that must not be retried. Replicas are tiny echo actors. And the
+several calls in flight, batches sent as one pickle each way, errors that must not be retried. Replicas are tiny echo actors. And the
 trainer job pool: waiting for the first call back, and one run for requests that share a key."""
 import asyncio
 import os
@@ -16,6 +16,8 @@ import ray
 from actors.placement import ModelPlacement
 from actors.pool import ReplicaPool
 from actors.trainer_pool import TrainerJobPool
+from actors.wire import PickledBatch
+from orchestrator.protocols import ScoreRequest, ScoreResult
 
 
 class EchoReplica:
@@ -25,6 +27,10 @@ class EchoReplica:
 
     async def boom(self, items):
         raise ValueError("bad input")
+
+    async def received(self, items):
+        """What arrived (the type of the batch, the items) and a batch sent back as one pickle."""
+        return PickledBatch((type(items).__name__, x) for x in items)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +85,12 @@ def test_several_calls_in_flight(pool):
     assert done == [quick] and pending == [slow]
     done, pending = pool.wait([slow, quick])
     assert len(done) == 2 and not pending and len(slow.result()) == 45
+
+
+def test_batches_travel_as_one_pickle_and_arrive_as_plain_lists(pool):
+    requests = [ScoreRequest(f"q{i}", ("a", "b")) for i in range(5)]
+    results = pool.call("received", requests)
+    assert results == [("list", r) for r in requests] and type(results) is list
 
 
 def test_errors_of_the_method_are_raised_not_retried(pool):

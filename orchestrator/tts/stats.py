@@ -93,6 +93,9 @@ class CurvePoint:
     low: float
     high: float
     levels: list[LevelChoice]
+    # Each level's best chosen and scored on all its problems: an optimistic ceiling on what
+    # per-level selection can gain over the best single configuration.
+    in_sample_accuracy: float = float("nan")
     # Held-out accuracy in each bootstrap replicate (selection redone in each), for paired figures.
     replicates: np.ndarray = field(default_factory=lambda: np.zeros(0), compare=False, repr=False)
 
@@ -146,7 +149,7 @@ def compute_optimal(configs: Sequence[Config], levels: Sequence[int], budgets: S
         if not candidates:
             continue
         held_out = np.full(len(levels), np.nan)
-        choices = []
+        choices, in_sample = [], 0.0
         for level in np.unique(levels):
             problems = np.flatnonzero(levels == level)
             if len(problems) < 2:
@@ -155,11 +158,13 @@ def compute_optimal(configs: Sequence[Config], levels: Sequence[int], budgets: S
             on_a, on_b = _best(candidates, fold_a), _best(candidates, fold_b)
             held_out[fold_b] = on_a.correct[fold_b]
             held_out[fold_a] = on_b.correct[fold_a]
+            best = _best(candidates, problems)
+            in_sample += best.correct[problems].sum()
             choices.append(LevelChoice(
                 level=int(level),
                 budget=float(budget),
                 n_problems=len(problems),
-                best=_best(candidates, problems).name,
+                best=best.name,
                 fold_choices=(on_a.name, on_b.name),
                 cv_accuracy=float(held_out[problems].mean()),
             ))
@@ -176,7 +181,8 @@ def compute_optimal(configs: Sequence[Config], levels: Sequence[int], budgets: S
             count += boot_a.shape[1] + boot_b.shape[1]
         replicates = total / count
         low, high = percentile_interval(replicates, confidence)
-        points.append(CurvePoint(float(budget), float(scored.mean()), low, high, choices, replicates))
+        points.append(CurvePoint(float(budget), float(scored.mean()), low, high, choices,
+                                 float(in_sample / scored.size), replicates))
     return points
 
 
