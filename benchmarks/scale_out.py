@@ -60,6 +60,15 @@ def unit_hash(*parts) -> float:
     return zlib.crc32(repr(parts).encode()) / 2**32
 
 
+def step_scores(steps: tuple[str, ...]) -> list[float]:
+    """A score per step from a running hash of the steps so far."""
+    scores, crc = [], 0
+    for step in steps:
+        crc = zlib.crc32(step.encode(), crc)
+        scores.append(crc / 2**32)
+    return scores
+
+
 class FakePolicy:
     """Synthetic steps; a sample completes at depth DEPTH. Costs the simulated accelerator's time."""
 
@@ -88,8 +97,8 @@ class FakeScorer:
         self.model, self.time_scale = model, time_scale
 
     def score(self, requests):
-        results = [ScoreResult([unit_hash(r.steps[:k + 1]) for k in range(len(r.steps))], STEP_TOKENS)
-                   for r in requests]
+        results = [ScoreResult(step_scores(r.steps), tokens=QUESTION_TOKENS + STEP_TOKENS * len(r.steps),
+                               tokens_computed=STEP_TOKENS) for r in requests]
         if self.time_scale:
             time.sleep(self.model.score_seconds(call_shape(results)) * self.time_scale)
         return PickledBatch(results)

@@ -31,3 +31,17 @@ def test_benchmark_smallest_case_ends_with_its_json_line(name, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert all(key in figures for key in keys), sorted(figures)
+
+
+def test_the_simulated_prm_charges_the_tokens_it_computes():
+    sys.path.insert(0, str(REPO))
+    from benchmarks.scale_out import QUESTION_TOKENS, STEP_TOKENS, FakeScorer
+    from benchmarks.simulated_accelerator import CostModel, call_shape
+    from orchestrator.protocols import ScoreRequest
+
+    model = CostModel()
+    results = FakeScorer(model, 0).score([ScoreRequest("q", ("a", "b")), ScoreRequest("q", ("a", "b", "c"))])
+    assert [len(r.step_scores) for r in results] == [2, 3] and results[0].step_scores == results[1].step_scores[:2]
+    assert [r.tokens for r in results] == [QUESTION_TOKENS + 2 * STEP_TOKENS, QUESTION_TOKENS + 3 * STEP_TOKENS]
+    assert call_shape(results) == (2 * STEP_TOKENS,)  # only each request's new step is computed
+    assert model.score_seconds(call_shape(results)) > model.call_latency_s
