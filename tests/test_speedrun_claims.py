@@ -103,3 +103,16 @@ def test_the_harness_cpu_clock_times_a_busy_job(tmp_path):
     assert seconds_to_target(both, "wall") == 0.005 and seconds_to_target(both, "cpu") >= 0.6
     (row,) = summarize_replay([both], [Rec("a")], clock="cpu")["records"]
     assert row["time_to_target_s"]["mean"] == result["cpu_s_to_target"]
+
+
+def test_a_run_under_a_relative_runs_folder_finds_its_checked_script(tmp_path, monkeypatch):
+    # `scalerun run speedrun` logs under the relative `runs/`; the run starts inside its work
+    # folder, so the checked script's path must not be relative to the harness's folder.
+    (tmp_path / "rec.py").write_text("print('step:0/1 val_loss:1.0 train_time:0ms step_avg:0ms')\n")
+    (tmp_path / "rec.yaml").write_text(yaml.safe_dump({"script": "rec.py", "target_val_loss": 2.0,
+                                                       "launch": {"launcher": "python"}}))
+    monkeypatch.chdir(tmp_path)
+    job = NodeJob(load_record(tmp_path / "rec.yaml"), "runs/x/logs/run.log", StopRules(target=2.0), {},
+                  sandbox=SandboxConfig(mode="off"))
+    result = job(threading.Event(), lambda point: None)
+    assert result["reason"] == "target_reached", open("runs/x/logs/run.log").read()[-500:]

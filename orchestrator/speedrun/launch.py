@@ -77,7 +77,7 @@ class NodeJob:
             result = run_job(cmd, env, self.log_path, self.rules, stop_event=stop_event, on_point=on_point,
                              cwd=str(script.parent))
         else:
-            workdir = Path(self.log_path).with_suffix(".work")
+            workdir = Path(self.log_path).with_suffix(".work").resolve()  # the run starts in it: no relative paths
             workdir.mkdir(parents=True, exist_ok=True)
             # The checked script runs from the work folder: its own folder may be closed to the
             # sandbox's user, and what runs is then exactly what was checked.
