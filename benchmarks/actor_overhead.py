@@ -30,12 +30,6 @@ def policy_requests(num_requests: int, max_tokens: int):
             for i, p in enumerate(problems)]
 
 
-def busy_ticks() -> int:
-    """CPU ticks the whole machine spent busy since boot (Linux /proc/stat)."""
-    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
-    return sum(fields) - fields[3] - fields[4]  # all but idle and iowait
-
-
 def serve_backend(conn, backend: str, model: str, kwargs: dict) -> None:
     """A plain Python process (no Ray) answering batches over a pipe: the control side."""
     import torch
@@ -56,6 +50,8 @@ def actor_vs_direct(backend: str, model: str, num_requests: int, max_tokens: int
     another process costs on this machine."""
     import multiprocessing
 
+    from host_cpu import cpu_ticks  # this folder is on sys.path
+
     from actors.placement import ModelPlacement, backend_kwargs
     from actors.policy import PolicyActor, make_backend
     from actors.pool import ReplicaPool
@@ -68,8 +64,9 @@ def actor_vs_direct(backend: str, model: str, num_requests: int, max_tokens: int
         kwargs.update(enforce_eager=True, max_model_len=512)
     direct = make_backend(backend, model, **kwargs)
     pool = ReplicaPool.launch(PolicyActor, placement, backend, model, **kwargs)
-    conn, child_conn = multiprocessing.get_context("spawn").Pipe()
-    control = multiprocessing.get_context("spawn").Process(target=serve_backend, args=(child_conn, backend, model, kwargs))
+    spawn = multiprocessing.get_context("spawn")
+    conn, child_conn = spawn.Pipe()
+    control = spawn.Process(target=serve_backend, args=(child_conn, backend, model, kwargs))
     control.start()
     assert conn.recv() == "ready"
 
@@ -91,11 +88,11 @@ def actor_vs_direct(backend: str, model: str, num_requests: int, max_tokens: int
         # Sides take turns call by call, the order rotating every round: a busy spell from
         # another process on the machine hits all of them about equally.
         for k in range(rounds):
-            for name in names[k % 3:] + names[:k % 3]:
-                start, ticks = time.perf_counter(), busy_ticks()
+            for name in names[k % len(names):] + names[:k % len(names)]:
+                start, ticks = time.perf_counter(), cpu_ticks()[0]
                 outputs[name] = runs[name](requests)
                 seconds[name].append(time.perf_counter() - start)
-                busy[name] += busy_ticks() - ticks
+                busy[name] += cpu_ticks()[0] - ticks
                 tokens[name].append(sum(r.generated_tokens for r in outputs[name]))
                 compute[name].append(sum(r.compute_seconds for r in outputs[name]))
             if (k + 1) % 10 == 0:

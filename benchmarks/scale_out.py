@@ -42,6 +42,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 from actors.placement import computing_runtime_env  # noqa: E402
 from actors.pool import ReplicaPool  # noqa: E402
 from actors.wire import PickledBatch  # noqa: E402
+from benchmarks.host_cpu import cpu_ticks  # noqa: E402
 from benchmarks.simulated_accelerator import CostModel, call_shape  # noqa: E402
 from orchestrator.driver import LocalPool, drive  # noqa: E402
 from orchestrator.protocols import Generate, GenerateResult, PromptFormat, Sample, Score, ScoreResult  # noqa: E402
@@ -122,20 +123,13 @@ def object_store_mib(address: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def machine_cpu_ticks() -> tuple[int, int]:
-    """(busy, total) CPU ticks of the whole machine since boot, from /proc/stat (Linux)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
-
-
 def run(pools, problems: int, max_active: int, cohorts: int, profile: bool = False):
     """One sweep through the driver: wall s, driver CPU s, the machine's busy fraction, cProfile text or None.
 
     On this one machine every simulated node shares the same cores: a busy fraction near 1 says
     the host (all actors, raylets and the driver together), not the driver alone, is the limit."""
     profiler = cProfile.Profile(time.thread_time) if profile else None  # the driver thread's own CPU, not time descheduled
-    wall, cpu, ticks = time.monotonic(), time.process_time(), machine_cpu_ticks()
+    wall, cpu, ticks = time.monotonic(), time.process_time(), cpu_ticks()
     if profiler:
         profiler.enable()
     for _ in drive(jobs(problems), pools, max_active, affinity_key=lambda unit: unit, cohorts=cohorts):
@@ -143,7 +137,7 @@ def run(pools, problems: int, max_active: int, cohorts: int, profile: bool = Fal
     if profiler:
         profiler.disable()
     wall, cpu = time.monotonic() - wall, time.process_time() - cpu
-    end = machine_cpu_ticks()
+    end = cpu_ticks()
     busy = (end[0] - ticks[0]) / max(end[1] - ticks[1], 1)
     text = None
     if profiler:

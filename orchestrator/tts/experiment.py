@@ -271,7 +271,7 @@ def below_best_note(below_best: list[tuple[str, float]], fold_size: int) -> str:
             "the in-sample figure (each level's best chosen and scored on all its problems) bounds what a "
             "perfect choice could reach.")
     if max(gain for _, gain in below_best) < NO_HEADROOM:
-        return text + (" Here it is within 0.01 of the best single method: the methods hardly trade places "
+        return text + (f" Here it is within {NO_HEADROOM} of the best single method: the methods hardly trade places "
                        "across difficulty levels, so the held-out choice pays its selection noise for no gain, "
                        "and more problems will not change that. This does not reproduce Snell et al.'s gain "
                        "from choosing the strategy per difficulty level.")
