@@ -13,8 +13,9 @@ replica in each of the driver's cohorts (128 sequences: the cost model's saturat
 cohort's results while the other's calls run, and a replica serves the two cohorts in turn.
 
 Printed: throughput against the ideal (replicas x one replica's), the driver's CPU per request,
-its peak memory (Ray) and the object store's peak; then the driver's memory alone (in-process
-fakes, no sleeping) for 1,000 and 10,000 problems. The final line is one JSON object.
+how busy its thread is (near 1: the driver is the limit), its peak memory (Ray) and the object
+store's peak; how many replicas one driver thread keeps up with; then the driver's memory alone
+(in-process fakes, no sleeping) for 1,000 and 10,000 problems. The final line is one JSON object.
 """
 import argparse
 import cProfile
@@ -35,6 +36,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# No idle task workers beside the actors: each Ray worker process wakes every 10 ms (its signal
+# check), about 7 ms of CPU a second here, and this benchmark runs no tasks.
+os.environ.setdefault("RAY_enable_worker_prestart", "0")
+os.environ.setdefault("RAY_num_workers_soft_limit", "0")
 
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -124,19 +129,20 @@ def object_store_mib(address: str) -> float:
 
 
 def run(pools, problems: int, max_active: int, cohorts: int, profile: bool = False):
-    """One sweep through the driver: wall s, driver CPU s, the machine's busy fraction, cProfile text or None.
+    """One sweep through the driver: wall s, driver CPU s (the process, Ray's threads included),
+    the driver thread's own CPU s, the machine's busy fraction, cProfile text or None.
 
     On this one machine every simulated node shares the same cores: a busy fraction near 1 says
     the host (all actors, raylets and the driver together), not the driver alone, is the limit."""
     profiler = cProfile.Profile(time.thread_time) if profile else None  # the driver thread's own CPU, not time descheduled
-    wall, cpu, ticks = time.monotonic(), time.process_time(), cpu_ticks()
+    wall, cpu, own, ticks = time.monotonic(), time.process_time(), time.thread_time(), cpu_ticks()
     if profiler:
         profiler.enable()
     for _ in drive(jobs(problems), pools, max_active, affinity_key=lambda unit: unit, cohorts=cohorts):
         pass
     if profiler:
         profiler.disable()
-    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    wall, cpu, own = time.monotonic() - wall, time.process_time() - cpu, time.thread_time() - own
     end = cpu_ticks()
     busy = (end[0] - ticks[0]) / max(end[1] - ticks[1], 1)
     text = None
@@ -144,7 +150,7 @@ def run(pools, problems: int, max_active: int, cohorts: int, profile: bool = Fal
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
         text = out.getvalue()
-    return wall, cpu, busy, text
+    return wall, cpu, own, busy, text
 
 
 def count_requests(problems: int) -> int:
@@ -217,24 +223,26 @@ def main():
         print(f"SIMULATED scale-out: beam N=16, {args.problems} synthetic problems x {DEPTH} steps, "
               f"{requests} requests per sweep, {len(nodes)} simulated nodes, sleep = cost model x {args.time_scale}")
         print(f"  {'cohorts':>7s} {'replicas':>8s} {'wall s':>8s} {'problems/s':>11s} {'ideal':>8s} {'efficiency':>10s} "
-              f"{'driver CPU ms/req':>18s} {'driver cores':>12s} {'machine busy':>12s} {'driver peak RSS MiB':>20s}")
+              f"{'driver CPU ms/req':>18s} {'driver cores':>12s} {'driver thread busy':>18s} {'machine busy':>12s} "
+              f"{'driver peak RSS MiB':>20s}")
         for c in cohort_counts:
             rows[c] = {}
             for r in counts:
                 pools = {Generate: ReplicaPool(policies[:r]), Score: ReplicaPool(scorers[:r])}
-                wall, cpu, busy, _ = run(pools, args.problems, PROBLEMS_PER_REPLICA * r * c, c)
+                wall, cpu, own, busy, _ = run(pools, args.problems, PROBLEMS_PER_REPLICA * r * c, c)
                 throughput = args.problems / wall
                 one = rows[c][counts[0]]["throughput"] / counts[0] if rows[c] else throughput / r
                 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 rows[c][r] = {"wall_s": wall, "throughput": throughput, "efficiency": throughput / (one * r),
                               "cpu_ms_per_request": 1000 * cpu / requests, "rss_mib": rss,
+                              "thread_ms_per_request": 1000 * own / requests, "thread_busy": own / wall,
                               "driver_cores": cpu / wall, "machine_busy": busy}
                 print(f"  {c:7d} {r:8d} {wall:8.2f} {throughput:11.1f} {one * r:8.1f} {throughput / (one * r):10.3f} "
-                      f"{1000 * cpu / requests:18.4f} {cpu / wall:12.2f} {busy:12.2f} {rss:20.1f}")
+                      f"{1000 * cpu / requests:18.4f} {cpu / wall:12.2f} {own / wall:18.2f} {busy:12.2f} {rss:20.1f}")
         if args.profile_driver:  # one more sweep, not in the table: cProfile slows the driver
             pools = {Generate: ReplicaPool(policies[:most]), Score: ReplicaPool(scorers[:most])}
             best = max(cohort_counts, key=lambda c: rows[c][most]["efficiency"])
-            profile_text = run(pools, args.problems, PROBLEMS_PER_REPLICA * most * best, best, profile=True)[3]
+            profile_text = run(pools, args.problems, PROBLEMS_PER_REPLICA * most * best, best, profile=True)[4]
         sampling.set()
         peak_store = max(peak_store, object_store_mib(cluster.address))
     finally:
@@ -249,6 +257,13 @@ def main():
         print(f"  driver profile at {most} replicas (simulated; top by own time):\n{profile_text}")
     best = max(cohort_counts, key=lambda c: rows[c][max(counts)]["efficiency"])
     every = [v for c in cohort_counts for v in rows[c].values()]
+    # Requests one replica asks for per second, against what the driver thread handles per second
+    # of its CPU (at the most replicas, so under this host's heaviest contention).
+    demand = requests / rows[best][counts[0]]["wall_s"] / counts[0]
+    capacity = 1000 / rows[best][max(counts)]["thread_ms_per_request"] if rows[best][max(counts)]["thread_ms_per_request"] else 0.0
+    print(f"  the driver thread: {rows[best][max(counts)]['thread_ms_per_request']:.4f} ms of CPU per request at "
+          f"{max(counts)} replicas ({capacity:,.0f} requests/s); one replica asks {demand:,.0f} requests/s, so one "
+          f"driver keeps up with about {capacity / demand:.0f} replicas of this cost model")
     print(json.dumps({"benchmark": "scale_out", "simulated": True, "problems": args.problems, "n": 16,
                       "nodes": NODES, "time_scale": args.time_scale, "requests_per_sweep": requests,
                       "cohorts": best,
@@ -268,7 +283,12 @@ def main():
                       "driver_peak_rss_mib": round(max(v["rss_mib"] for v in every), 1),
                       "object_store_peak_mib": peak_store,
                       "driver_memory_problems": sizes, "driver_memory_mib": [round(small, 3), round(large, 3)],
-                      "driver_memory_growth": round(large / small, 3), "driver_memory_growth_target": 1.2}))
+                      "driver_thread_ms_per_request_by_replicas": {str(r): round(rows[best][r]["thread_ms_per_request"], 4)
+                                                                   for r in counts},
+                      "driver_thread_busy_by_replicas": {str(r): round(rows[best][r]["thread_busy"], 2) for r in counts},
+                      "requests_per_s_per_replica": round(demand, 1),
+                      "driver_keeps_up_with_replicas": round(capacity / demand, 1),
+                      "driver_memory_growth_1k_to_10k": round(large / small, 3), "driver_memory_growth_target": 1.2}))
 
 
 if __name__ == "__main__":

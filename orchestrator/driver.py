@@ -19,6 +19,7 @@ timeout) -> (done, pending)` and `call.result()`: `actors.pool.ReplicaPool` on a
 """
 from __future__ import annotations
 
+import heapq
 import time
 from typing import Any, Callable, Hashable, Iterable, Iterator, Protocol, Sequence
 
@@ -66,7 +67,9 @@ def drive(jobs: Iterable[tuple[Any, Any]], pools: dict[type, Pool], max_active: 
     `pools` is the table from request kind to the pool that answers it (each kind names its
     method; calls are sent in the table's order). `affinity_key(unit)` tags every request of a
     unit (a problem's requests go back to the replica that cached its prefixes). `cohorts`: see
-    the module's docstring (slot i is in cohort i mod cohorts). `stats`, if given, gathers
+    the module's docstring (slot i is in cohort i mod cohorts; a new job takes the lowest slot a
+    finished one freed, so a cohort stays whole and in step instead of gaining members in other
+    phases, whose calls would go out separately). `stats`, if given, gathers
     `rounds` (times the driver sent and waited), the backends' `compute_seconds` per kind and,
     with one cohort, `busy_seconds`: per round, the longest call (they run side by side), to
     compare with wall time.
@@ -80,6 +83,7 @@ def drive(jobs: Iterable[tuple[Any, Any]], pools: dict[type, Pool], max_active: 
     active: dict[int, list] = {}  # slot -> [unit, strategy, pending batch, start time]
     inflight: dict[int, list[tuple[type, list[int], Pool, Call]]] = {}  # cohort -> its (kind, slots, pool, call)
     next_slot = 0
+    freed: list[int] = []  # a heap of the slots of finished strategies
 
     def advance(slot: int, reply) -> tuple[Any, Any, float] | None:
         unit, strategy, _, started = active[slot]
@@ -87,6 +91,7 @@ def drive(jobs: Iterable[tuple[Any, Any]], pools: dict[type, Pool], max_active: 
             active[slot][2] = strategy.send(reply)
         except StopIteration as stop:
             del active[slot]
+            heapq.heappush(freed, slot)
             return unit, stop.value, time.monotonic() - started
         if type(active[slot][2]) not in pools:
             raise TypeError(f"no pool answers {type(active[slot][2]).__name__} requests")
@@ -98,9 +103,10 @@ def drive(jobs: Iterable[tuple[Any, Any]], pools: dict[type, Pool], max_active: 
             job = next(todo, None)
             if job is None:
                 break
-            active[next_slot] = [job[0], job[1], None, time.monotonic()]
-            done = advance(next_slot, None)
-            next_slot += 1
+            slot = heapq.heappop(freed) if freed else next_slot
+            next_slot += slot == next_slot
+            active[slot] = [job[0], job[1], None, time.monotonic()]
+            done = advance(slot, None)
             if done:
                 finished.append(done)
         yield from finished

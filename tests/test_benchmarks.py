@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 SMALLEST = {
     "scale_out": (["benchmarks/scale_out.py", "--problems", "24", "--replicas", "1,2", "--cohorts", "1,2",
                    "--time-scale", "0", "--memory-problems", "20,40"],
-                  ["scaling_efficiency", "driver_cpu_ms_per_request", "machine_busy_by_replicas", "driver_memory_growth"]),
+                  ["scaling_efficiency", "driver_cpu_ms_per_request", "machine_busy_by_replicas",
+                   "driver_keeps_up_with_replicas", "driver_memory_growth_1k_to_10k"]),
     "actor_overhead": (["benchmarks/actor_overhead.py", "--requests", "4", "--max-tokens", "8", "--rounds", "3"],
                        ["actor_vs_direct_tokens_per_s_ratio", "actor_vs_subprocess_tokens_per_s_ratio", "samples_identical",
                         "prm_incremental_vs_naive_tokens_ratio"]),

@@ -148,12 +148,12 @@ def candidate_loop(name, waits, rounds=2):
     return ran
 
 
-def drive_candidates(cohorts, waits=(4, 1)):
+def drive_candidates(cohorts, waits=(4, 1), max_active=None):
     events = []
-    names = "abcd"[:len(waits)]
+    names = "abcdefgh"[:len(waits)]
     jobs = [(name, candidate_loop(name, w)) for name, w in zip(names, waits)]
     pools = {Run: TickingPool(events), Propose: LocalPool(LoggingCoder(events))}
-    results = {u: r for u, r, _ in drive(jobs, pools, max_active=len(jobs), cohorts=cohorts)}
+    results = {u: r for u, r, _ in drive(jobs, pools, max_active=max_active or len(jobs), cohorts=cohorts)}
     return results, events
 
 
@@ -180,6 +180,16 @@ def test_cohorts_merge_their_own_calls_and_move_on_alone():
     assert results == drive_candidates(cohorts=None, waits=(4, 1, 4, 1))[0]
     assert ("sent", ["a0 edit", "c0 edit"]) in events and ("sent", ["b0 edit", "d0 edit"]) in events
     assert events.index(("back", ["b1 edit", "d1 edit"])) < events.index(("back", ["a0 edit", "c0 edit"]))
+
+
+def test_a_new_job_joins_the_cohort_that_freed_its_slot():
+    """Four at a time in two cohorts, a fast one and a slow one: the jobs that replace the fast
+    cohort's go out together, so every call carries a whole cohort (two runs)."""
+    waits = (4, 1, 4, 1, 1, 1, 4, 4)
+    results, events = drive_candidates(cohorts=2, waits=waits, max_active=4)
+    assert results == drive_candidates(cohorts=None, waits=waits)[0]
+    sent = [names for what, names in events if what == "sent"]
+    assert len(sent) == 8 and all(len(names) == 2 for names in sent)
 
 
 @pytest.mark.parametrize("max_active", [1, 3])
