@@ -17,9 +17,13 @@ The cost model, for a 1B-parameter model in bfloat16 on one A100-class GPU (2 TB
   bring that earlier. Past it a step costs `decode_step_s * batch / saturation_batch`.
 - `prefill_s_per_token` 20 us: 2 GFLOP per token at 30-40% of peak; a forward never costs
   less than one weight pass (`decode_step_s`).
+Both models prefill only what their prefix caches miss. The policy's is the engine's
+(vLLM's automatic prefix caching, which the vLLM backend turns on), modelled by `PrefixCache`:
+unbounded (64 problems' KV fits many times in the memory a 1B model leaves free), whole
+16-token blocks, filled by every prompt and its generated text and found again by later calls.
 The PRM is a 1B model on its own accelerator: a call costs the latency plus one prefill of
-the tokens it computes (its prefix cache's misses). Token counts are the tiny world's, which
-counts characters: a BPE model would see about 4x fewer tokens per step.
+the tokens it computes (the misses its own cache reports). Token counts are the tiny world's,
+which counts characters: a BPE model would see about 4x fewer tokens per step.
 """
 from __future__ import annotations
 
@@ -66,26 +70,79 @@ def call_shape(results: list) -> tuple:
     return (sum(r.tokens_computed for r in results),)
 
 
+BLOCK_TOKENS = 16  # vLLM's KV-cache block: only whole blocks are cached and found again
+
+
+class PrefixCache:
+    """An unbounded prefix cache of whole blocks, kept as the hashes of the prefixes they end;
+    text stands for tokens (the tiny world's tokenizer has one token per character)."""
+
+    def __init__(self, block: int = BLOCK_TOKENS):
+        self.block, self.blocks = block, set()
+
+    def hit(self, text: str) -> int:
+        """The length of the longest run of leading whole blocks of `text` already filled."""
+        end = 0
+        while end + self.block <= len(text) and hash(text[:end + self.block]) in self.blocks:
+            end += self.block
+        return end
+
+    def fill(self, text: str) -> None:
+        self.blocks.update(hash(text[:end]) for end in range(self.block, len(text) + 1, self.block))
+
+
+def prompt_text(request) -> str:
+    """A request's prompt as one string that grows at its end as a search goes deeper."""
+    if request.prompt is not None:
+        return request.prompt
+    return "".join(f"<{role}>{content}" for role, content in request.messages)
+
+
 class SimulatedBackend:
-    """`method` of `real` with remembered results and simulated time (`model`); records call shapes."""
+    """`method` of `real` with remembered results and simulated time (`model`); records call shapes.
+
+    A policy (`method` "generate") prefills only what its `PrefixCache` misses; `shapes` are the
+    calls as charged and, for a policy, `uncached_shapes` the same calls with nothing cached.
+    `begin()` starts a run afresh (an empty cache, no shapes)."""
 
     def __init__(self, real, method: str, model: CostModel, sleep: bool = True):
-        self.real, self.method, self.model, self.sleep = real, method, model, sleep
+        self.real, self.method, self.model = real, method, model
         self.memo: dict = {}
         self.misses = 0  # requests computed for real during a simulated (sleeping) run
-        self.shapes: list[tuple] = []
+        self.begin(sleep)
+
+    def begin(self, sleep: bool = True) -> None:
+        self.sleep, self.shapes, self.uncached_shapes, self.cache = sleep, [], [], PrefixCache()
 
     def answer(self, requests: Sequence) -> list:
         todo = [r for r in dict.fromkeys(requests) if r not in self.memo]
         if todo:
             self.misses += len(todo) if self.sleep else 0
             self.memo.update(zip(todo, getattr(self.real, self.method)(todo)))
-        shape = call_shape([self.memo[r] for r in requests])
+        results = [self.memo[r] for r in requests]
+        if self.method == "generate":
+            self.uncached_shapes.append(call_shape(results))
+            results = self.cached(requests, results)
+        shape = call_shape(results)
         seconds = self.cost(shape)
         self.shapes.append(shape)
         if self.sleep:
             time.sleep(seconds)
-        return [dataclasses.replace(self.memo[r], compute_seconds=seconds / len(requests)) for r in requests]
+        return [dataclasses.replace(r, compute_seconds=seconds / len(requests)) for r in results]
+
+    def cached(self, requests: Sequence, results: list[GenerateResult]) -> list[GenerateResult]:
+        """The results with the prompt tokens the cache holds from earlier calls (the last
+        prompt token is always computed: it yields the first sample's logits)."""
+        texts = [prompt_text(r) for r in requests]
+        out = []
+        for text, result in zip(texts, results):
+            held = round(self.cache.hit(text) * result.prompt_tokens / max(len(text), 1))
+            out.append(dataclasses.replace(result, cached_prompt_tokens=max(0, min(held, result.prompt_tokens - 1))))
+        for text, result in zip(texts, results):
+            self.cache.fill(text)
+            for sample in result.samples:
+                self.cache.fill(text + sample.text)
+        return out
 
     def cost(self, shape: tuple) -> float:
         return self.model.generate_seconds(shape) if self.method == "generate" else self.model.score_seconds(shape)

@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from actors.policy import TransformersBackend  # noqa: E402
 from actors.prm import PRMConfig, PRMScorer  # noqa: E402
 from benchmarks.batching import CountingPool, batching_figures, counted  # noqa: E402
-from benchmarks.simulated_accelerator import (CostModel, SimulatedPolicy, SimulatedScorer,  # noqa: E402
+from benchmarks.simulated_accelerator import (BLOCK_TOKENS, CostModel, SimulatedPolicy, SimulatedScorer,  # noqa: E402
                                               modelled_seconds)
 from orchestrator.checkpoints import resolve_policy_path, resolve_prm_path  # noqa: E402
 from orchestrator.config import ConfigError, build_config, read_preset  # noqa: E402
@@ -107,7 +107,14 @@ SENSITIVITY = [("as written", {}), ("saturation batch 32", {"saturation_batch": 
                ("saturation batch 512", {"saturation_batch": 512}), ("decode step 1 ms", {"decode_step_s": 0.001}),
                ("decode step 10 ms", {"decode_step_s": 0.010}), ("call latency 1 ms", {"call_latency_s": 0.001}),
                ("call latency 50 ms", {"call_latency_s": 0.050}), ("prefill 4x dearer", {"prefill_s_per_token": 80e-6}),
-               ("prefill free (prefix cache)", {"prefill_s_per_token": 0.0})]
+               ("prefill free", {"prefill_s_per_token": 0.0})]
+NO_POLICY_CACHE = "no policy prefix cache"  # every prompt token prefilled, every call
+
+
+def cached_fraction(charged: list[tuple], uncached: list[tuple]) -> float:
+    """The share of the prompt tokens of a run's policy calls that its prefix cache held."""
+    total = sum(shape[0] for shape in uncached)
+    return 1 - sum(shape[0] for shape in charged) / total if total else 0.0
 
 
 def simulated(cfg, items, profile: str):
@@ -121,22 +128,27 @@ def simulated(cfg, items, profile: str):
     fill_wall = sweep(cfg, items, pools, len(items))[0]  # real compute, remembered: not timed below
     runs = {}
     for mode, max_active in (("sequential", 1), ("batched", len(items))):
-        policy.shapes, prm.shapes, policy.sleep, prm.sleep = [], [], True, True
-        runs[mode] = (*sweep(cfg, items, pools, max_active), policy.shapes, prm.shapes)
-    (seq_wall, sequential, _, seq_fig, seq_p, seq_s), (wall, batched, _, fig, p, s) = runs["sequential"], runs["batched"]
+        policy.begin()
+        prm.begin()
+        runs[mode] = (*sweep(cfg, items, pools, max_active), policy.shapes, prm.shapes, policy.uncached_shapes)
+    (seq_wall, sequential, _, seq_fig, seq_p, seq_s, seq_u), (wall, batched, _, fig, p, s, u) = runs["sequential"], runs["batched"]
     speedup = seq_wall / wall
     print(f"SIMULATED accelerator (1B-parameter policy and PRM, cost model in benchmarks/simulated_accelerator.py): "
           f"beam N={cfg.budgets[0]}, {len(items)} problems, tiny world '{profile}' outputs (computed once in {fill_wall:.1f} s)")
     print(f"  simulated batched across problems : {wall:7.2f} s wall\n{batching_lines(fig)}")
     print(f"  simulated one problem at a time   : {seq_wall:7.2f} s wall\n{batching_lines(seq_fig)}")
+    held = {mode: cached_fraction(policy_shapes, uncached) for mode, policy_shapes, uncached in
+            (("batched", p, u), ("sequential", seq_p, seq_u))}
+    print(f"  the policy's prefix cache held {held['batched']:.1%} of the prompt tokens batched, "
+          f"{held['sequential']:.1%} one problem at a time (whole {BLOCK_TOKENS}-token blocks, unbounded)")
     print(f"  simulated speedup {speedup:.2f}x (target >= 4); requests computed for real while simulating: "
           f"{policy.misses + prm.misses}")
     print("  simulated speedup by cost-model parameter (modelled from the recorded calls, no sleeping):")
     print(f"    {'simulated cost model':28s} {'batched s':>10s} {'sequential s':>13s} {'speedup':>8s}")
     table = {}
-    for name, change in SENSITIVITY:
-        m = dataclasses.replace(model, **change)
-        b, q = modelled_seconds(p, s, m), modelled_seconds(seq_p, seq_s, m)
+    rows = [(name, dataclasses.replace(model, **change), p, seq_p) for name, change in SENSITIVITY]
+    for name, m, batched_policy, sequential_policy in rows + [(NO_POLICY_CACHE, model, u, seq_u)]:
+        b, q = modelled_seconds(batched_policy, s, m), modelled_seconds(sequential_policy, seq_s, m)
         table[name] = round(q / b, 2)
         print(f"    {name:28s} {b:10.2f} {q:13.2f} {q / b:8.2f}")
     same = answers(batched) == answers(sequential)
@@ -145,6 +157,7 @@ def simulated(cfg, items, profile: str):
             "simulated_batched_vs_sequential_speedup": round(speedup, 3), "speedup_target": 4.0,
             "simulated_cost_model": dataclasses.asdict(model), "simulated_speedup_by_parameter": table,
             "simulated_real_misses": policy.misses + prm.misses,
+            "simulated_policy_prompt_tokens_cached": {mode: round(f, 3) for mode, f in held.items()},
             "requests_per_call_batched": mean_requests_per_call(fig),
             "requests_per_call_sequential": mean_requests_per_call(seq_fig),
             "batching_batched": fig, "batching_sequential": seq_fig, "same_answers": same}

@@ -46,3 +46,26 @@ def test_the_simulated_prm_charges_the_tokens_it_computes():
     assert [r.tokens for r in results] == [QUESTION_TOKENS + 2 * STEP_TOKENS, QUESTION_TOKENS + 3 * STEP_TOKENS]
     assert call_shape(results) == (2 * STEP_TOKENS,)  # only each request's new step is computed
     assert model.score_seconds(call_shape(results)) > model.call_latency_s
+
+
+def test_the_simulated_policy_prefills_only_what_its_prefix_cache_misses():
+    sys.path.insert(0, str(REPO))
+    from benchmarks.simulated_accelerator import BLOCK_TOKENS, CostModel, SimulatedPolicy
+    from orchestrator.protocols import GenerateRequest, GenerateResult, Sample
+
+    class OneTokenPerCharacter:
+        def generate(self, requests):
+            return [GenerateResult([Sample("s" * 30, "stop", 30)], prompt_tokens=len(r.prompt), generated_tokens=30)
+                    for r in requests]
+
+    policy = SimulatedPolicy(OneTokenPerCharacter(), CostModel(), sleep=False)
+    question, other = "Q" * 40, "R" * 40
+    first = policy.generate([GenerateRequest(prompt=question), GenerateRequest(prompt=question, seed=1)])
+    assert [r.cached_prompt_tokens for r in first] == [0, 0]  # blocks one call fills serve later calls only
+    deeper = question + "s" * 30 + "|"  # the next step's prompt: the question, the sampled step, a delimiter
+    second = policy.generate([GenerateRequest(prompt=deeper), GenerateRequest(prompt=other)])
+    assert [r.cached_prompt_tokens for r in second] == [(70 // BLOCK_TOKENS) * BLOCK_TOKENS, 0]  # whole blocks only
+    assert [s[0] for s in policy.shapes] == [80, 71 - 64 + 40]
+    assert [s[0] for s in policy.uncached_shapes] == [80, 111]  # the same calls with nothing cached
+    policy.begin()
+    assert policy.generate([GenerateRequest(prompt=deeper)])[0].cached_prompt_tokens == 0

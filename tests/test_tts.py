@@ -60,6 +60,10 @@ def test_tts_smoke_end_to_end(smoke_run):
     results = [json.loads(x) for x in (run_dir / "results.jsonl").read_text().splitlines()]
     dvts = [r for r in results if r["unit"].get("method") == "dvts"]
     assert dvts and all(r["result"]["trees"] for r in dvts)  # trees kept for inspection
+    by_problem = {r["unit"]["problem"]: r["result"] for r in results if r["unit"]["kind"] == "sampling"}
+    shown = [r for r in summary["tables"]["samples"] if r["method"] == "sampling"]
+    assert shown and all(r["answer"] == by_problem[r["problem"]]["answers"][0]
+                         and r["correct"] == by_problem[r["problem"]]["correct"][0] for r in shown)
 
 
 def test_same_sweep_on_a_two_node_cluster_via_job_submit(smoke_run, tmp_path):

@@ -216,9 +216,11 @@ def summarize(cfg: TTSConfig, rows, ctx) -> Summary:
                 m = efficiency_multiplier(weighted, curve, at, levels, seed=cfg.seed)
                 multiplier_rows.append({"bins": bins, "n": at, "multiplier": m.value, "ci_low": m.low,
                                         "ci_high": m.high, "weighted_bon_matches_at_n": m.matched_budget})
-    samples = [{"problem": p, "level": oracle[p]["level"], "method": "sampling",
-                "solution": sampling[p]["sample_solution"] if sampling else oracle[p]["sample_solution"]}
-               for p in problems[:10]]
+    drawn = sampling or oracle  # the first sample of a problem's draw, with its answer and grade
+    samples = [{"problem": p, "level": oracle[p]["level"], "method": "sampling" if sampling else "oracle",
+                "answer": drawn[p]["answers"][0] if drawn[p]["answers"] else None,
+                "correct": bool(drawn[p]["correct"] and drawn[p]["correct"][0]),
+                "solution": drawn[p]["sample_solution"]} for p in problems[:10]]
     for m in [m for m in cfg.methods if m in TREE_METHODS]:
         res = by_kind[("search", m, max(budgets))]
         samples += [{"problem": p, "level": res[p]["level"], "method": m, "answer": res[p]["answer"],
