@@ -99,11 +99,8 @@ def prompt_text(request) -> str:
 
 
 class SimulatedBackend:
-    """`method` of `real` with remembered results and simulated time (`model`); records call shapes.
-
-    A policy (`method` "generate") prefills only what its `PrefixCache` misses; `shapes` are the
-    calls as charged and, for a policy, `uncached_shapes` the same calls with nothing cached.
-    `begin()` starts a run afresh (an empty cache, no shapes)."""
+    """`method` of `real` with remembered results and simulated time (`model`); records the
+    shapes of the calls as charged. `begin()` starts a run afresh."""
 
     def __init__(self, real, method: str, model: CostModel, sleep: bool = True):
         self.real, self.method, self.model = real, method, model
@@ -112,17 +109,14 @@ class SimulatedBackend:
         self.begin(sleep)
 
     def begin(self, sleep: bool = True) -> None:
-        self.sleep, self.shapes, self.uncached_shapes, self.cache = sleep, [], [], PrefixCache()
+        self.sleep, self.shapes = sleep, []
 
     def answer(self, requests: Sequence) -> list:
         todo = [r for r in dict.fromkeys(requests) if r not in self.memo]
         if todo:
             self.misses += len(todo) if self.sleep else 0
             self.memo.update(zip(todo, getattr(self.real, self.method)(todo)))
-        results = [self.memo[r] for r in requests]
-        if self.method == "generate":
-            self.uncached_shapes.append(call_shape(results))
-            results = self.cached(requests, results)
+        results = self.charged(requests, [self.memo[r] for r in requests])
         shape = call_shape(results)
         seconds = self.cost(shape)
         self.shapes.append(shape)
@@ -130,9 +124,31 @@ class SimulatedBackend:
             time.sleep(seconds)
         return [dataclasses.replace(r, compute_seconds=seconds / len(requests)) for r in results]
 
-    def cached(self, requests: Sequence, results: list[GenerateResult]) -> list[GenerateResult]:
+    def charged(self, requests: Sequence, results: list) -> list:
+        """The remembered results as this run's call is charged for them."""
+        return results
+
+    def cost(self, shape: tuple) -> float:
+        return self.model.generate_seconds(shape) if self.method == "generate" else self.model.score_seconds(shape)
+
+
+class SimulatedPolicy(SimulatedBackend):
+    """Prefills only what its `PrefixCache` misses; `uncached_shapes` are its calls with nothing cached."""
+
+    def __init__(self, real, model: CostModel, sleep: bool = True):
+        super().__init__(real, "generate", model, sleep)
+
+    def begin(self, sleep: bool = True) -> None:
+        super().begin(sleep)
+        self.uncached_shapes, self.cache = [], PrefixCache()
+
+    def generate(self, requests) -> list[GenerateResult]:
+        return self.answer(requests)
+
+    def charged(self, requests: Sequence, results: list[GenerateResult]) -> list[GenerateResult]:
         """The results with the prompt tokens the cache holds from earlier calls (the last
         prompt token is always computed: it yields the first sample's logits)."""
+        self.uncached_shapes.append(call_shape(results))
         texts = [prompt_text(r) for r in requests]
         out = []
         for text, result in zip(texts, results):
@@ -143,17 +159,6 @@ class SimulatedBackend:
             for sample in result.samples:
                 self.cache.fill(text + sample.text)
         return out
-
-    def cost(self, shape: tuple) -> float:
-        return self.model.generate_seconds(shape) if self.method == "generate" else self.model.score_seconds(shape)
-
-
-class SimulatedPolicy(SimulatedBackend):
-    def __init__(self, real, model: CostModel, sleep: bool = True):
-        super().__init__(real, "generate", model, sleep)
-
-    def generate(self, requests) -> list[GenerateResult]:
-        return self.answer(requests)
 
 
 class SimulatedScorer(SimulatedBackend):
