@@ -105,10 +105,10 @@ class ReplicaPool:
         num_returns = len(calls) if num_returns is None else num_returns
         deadline = None if timeout is None else time.monotonic() + timeout
         while sum(c.done for c in calls) < num_returns:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            self._poll(left)  # at least once, so timeout=0 looks at what came back without waiting
+            if left == 0.0:
                 break
-            self._poll(left)
         return [c for c in calls if c.done], [c for c in calls if not c.done]
 
     def call(self, method: str, items: Sequence, affinity=None) -> list:

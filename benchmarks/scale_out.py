@@ -1,6 +1,6 @@
 """SIMULATED scale-out: the one driver and ReplicaPools over 1 to 32 replicas that compute nothing.
 
-    python benchmarks/scale_out.py [--problems 2000] [--replicas 1,2,4,8,16,32] [--cohorts 1,2]
+    python benchmarks/scale_out.py [--problems 2000] [--replicas 1,2,4,8,16,32] [--cohorts 1,2,per-replica]
                                    [--time-scale 1.0] [--profile-driver] [--memory-problems 1000,10000]
 
 Policy and PRM actors return synthetic outputs and sleep for the simulated accelerator's cost
@@ -10,7 +10,9 @@ on a `ray.cluster_utils.Cluster` of 4 simulated nodes on this machine. Beam sear
 real strategy) runs over synthetic problems that complete after `DEPTH` steps, 8 problems per
 replica in each of the driver's cohorts (128 sequences: the cost model's saturation batch). Each
 `--cohorts` value is a sweep over every replica count: 1 is lockstep; with 2 the driver handles one
-cohort's results while the other's calls run, and a replica serves the two cohorts in turn.
+cohort's results while the other's calls run, and a replica serves the two cohorts in turn;
+`per-replica` is one cohort per replica, each sent whole to its own replica (the driver's
+`cohort_affinity`), so no replica waits for another, only for the driver.
 
 Printed: throughput against the ideal (replicas x one replica's), the driver's CPU per request,
 how busy its thread is (near 1: the driver is the limit), its peak memory (Ray) and the object
@@ -60,6 +62,7 @@ QUESTION_TOKENS = 64
 PROBLEMS_PER_REPLICA = 8  # x 16 sequences = the cost model's saturation batch
 NODES, CPUS_PER_NODE = 4, 16
 FORMAT = PromptFormat()
+PER_REPLICA = "per-replica"
 
 
 def unit_hash(*parts) -> float:
@@ -128,7 +131,14 @@ def object_store_mib(address: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def run(pools, problems: int, max_active: int, cohorts: int, profile: bool = False):
+def driver_shape(cohorts: str, replicas: int) -> tuple[int, int, bool]:
+    """(units in flight, cohorts, cohort affinity) for a `--cohorts` value at `replicas`."""
+    if cohorts == PER_REPLICA:
+        return PROBLEMS_PER_REPLICA * replicas, replicas, True
+    return PROBLEMS_PER_REPLICA * replicas * int(cohorts), int(cohorts), False
+
+
+def run(pools, problems: int, max_active: int, cohorts: int, cohort_affinity: bool, profile: bool = False):
     """One sweep through the driver: wall s, driver CPU s (the process, Ray's threads included),
     the driver thread's own CPU s, the machine's busy fraction, cProfile text or None.
 
@@ -138,7 +148,8 @@ def run(pools, problems: int, max_active: int, cohorts: int, profile: bool = Fal
     wall, cpu, own, ticks = time.monotonic(), time.process_time(), time.thread_time(), cpu_ticks()
     if profiler:
         profiler.enable()
-    for _ in drive(jobs(problems), pools, max_active, affinity_key=lambda unit: unit, cohorts=cohorts):
+    for _ in drive(jobs(problems), pools, max_active, affinity_key=lambda unit: unit, cohorts=cohorts,
+                   cohort_affinity=cohort_affinity):
         pass
     if profiler:
         profiler.disable()
@@ -186,13 +197,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--problems", type=int, default=2000)
     ap.add_argument("--replicas", default="1,2,4,8,16,32")
-    ap.add_argument("--cohorts", default="1,2", help="the driver's cohorts, one sweep each")
+    ap.add_argument("--cohorts", default="1,2,per-replica", help="the driver's cohorts, one sweep each")
     ap.add_argument("--time-scale", type=float, default=1.0, help="sleep = simulated cost x this")
     ap.add_argument("--profile-driver", action="store_true", help="cProfile the driver at the most replicas")
     ap.add_argument("--memory-problems", default="1000,10000", help="the two sizes of the driver-memory check")
     args = ap.parse_args()
     counts = [int(r) for r in args.replicas.split(",")]
-    cohort_counts = [int(c) for c in args.cohorts.split(",")]
+    cohort_counts = args.cohorts.split(",")
+    for c in cohort_counts:
+        if c != PER_REPLICA and not (c.isdigit() and int(c) > 0):
+            ap.error(f"--cohorts: {c!r} is neither a positive number nor {PER_REPLICA}")
     model = CostModel()
     requests = count_requests(args.problems)
 
@@ -229,7 +243,7 @@ def main():
             rows[c] = {}
             for r in counts:
                 pools = {Generate: ReplicaPool(policies[:r]), Score: ReplicaPool(scorers[:r])}
-                wall, cpu, own, busy, _ = run(pools, args.problems, PROBLEMS_PER_REPLICA * r * c, c)
+                wall, cpu, own, busy, _ = run(pools, args.problems, *driver_shape(c, r))
                 throughput = args.problems / wall
                 one = rows[c][counts[0]]["throughput"] / counts[0] if rows[c] else throughput / r
                 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -237,12 +251,12 @@ def main():
                               "cpu_ms_per_request": 1000 * cpu / requests, "rss_mib": rss,
                               "thread_ms_per_request": 1000 * own / requests, "thread_busy": own / wall,
                               "driver_cores": cpu / wall, "machine_busy": busy}
-                print(f"  {c:7d} {r:8d} {wall:8.2f} {throughput:11.1f} {one * r:8.1f} {throughput / (one * r):10.3f} "
+                print(f"  {c:>7s} {r:8d} {wall:8.2f} {throughput:11.1f} {one * r:8.1f} {throughput / (one * r):10.3f} "
                       f"{1000 * cpu / requests:18.4f} {cpu / wall:12.2f} {own / wall:18.2f} {busy:12.2f} {rss:20.1f}")
         if args.profile_driver:  # one more sweep, not in the table: cProfile slows the driver
             pools = {Generate: ReplicaPool(policies[:most]), Score: ReplicaPool(scorers[:most])}
             best = max(cohort_counts, key=lambda c: rows[c][most]["efficiency"])
-            profile_text = run(pools, args.problems, PROBLEMS_PER_REPLICA * most * best, best, profile=True)[4]
+            profile_text = run(pools, args.problems, *driver_shape(best, most), profile=True)[4]
         sampling.set()
         peak_store = max(peak_store, object_store_mib(cluster.address))
     finally:

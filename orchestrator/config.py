@@ -56,6 +56,20 @@ class RayConfig:
     # depend on it. 1: lockstep, the most requests per call; 2 on a cluster of many replicas: the
     # driver's own work overlaps the models' (twice the units in flight by default).
     cohorts: int = 1
+    # Each cohort's calls go whole to one replica. With `cohorts` = the policy's replicas, each
+    # replica moves in step with its own cohort and waits for no other (the most replicas one
+    # driver keeps busy: benchmarks/scale_out.py); the units in flight stay as with one cohort.
+    cohort_affinity: bool = False
+
+    def cohorts_per_replica(self) -> int:
+        """How many cohorts' calls each replica serves: what the default units in flight scale by."""
+        return 1 if self.cohort_affinity else self.cohorts
+
+    def check_cohorts_cover(self, replicas: int) -> None:
+        """With cohort affinity, fewer cohorts than policy replicas would leave replicas idle."""
+        if self.cohort_affinity and self.cohorts < replicas:
+            raise ConfigError("ray.cohorts", self.cohorts, f"with ray.cohort_affinity, at least policy.replicas "
+                                                           f"({replicas}): each cohort is sent to one replica")
 
 
 @dataclass

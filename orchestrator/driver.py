@@ -9,6 +9,9 @@ once all of its calls are back. Cohorts run independently of each other.
 - One cohort (the default): lockstep, the most requests per call (batching).
 - Several: while one cohort's calls run, the driver handles the others' results, so its own work
   overlaps the backends' (a cluster with many replicas).
+- One per replica, each cohort's requests under one affinity key (`cohort_affinity`): a cohort's
+  call goes whole to the replica that served it before, so each replica runs in step with its
+  own cohort and waits for no other replica, only for the driver's handling of its own results.
 - Each strategy alone (`cohorts=None`): asynchronous, for requests that take minutes, like a
   candidate's training run; whichever strategy's call is back first moves on at once.
 A finished strategy is yielded with its wall seconds and the next job takes its slot.
@@ -56,12 +59,13 @@ class LocalPool:
         return list(calls), []
 
 
-POLL_S = 0.005  # waiting on calls of several pools polls each in turn this long
+POLL_S = 0.002  # waiting on calls of several pools polls each in turn this long
 
 
 def drive(jobs: Iterable[tuple[Any, Any]], pools: dict[type, Pool], max_active: int,
           affinity_key: Callable[[Any], Hashable] = lambda unit: None,
-          stats: dict | None = None, cohorts: int | None = 1) -> Iterator[tuple[Any, Any, float]]:
+          stats: dict | None = None, cohorts: int | None = 1,
+          cohort_affinity: bool = False) -> Iterator[tuple[Any, Any, float]]:
     """Runs `(unit, strategy)` jobs, at most `max_active` at once; yields `(unit, result, wall_s)`.
 
     `pools` is the table from request kind to the pool that answers it (each kind names its
@@ -69,7 +73,9 @@ def drive(jobs: Iterable[tuple[Any, Any]], pools: dict[type, Pool], max_active: 
     unit (a problem's requests go back to the replica that cached its prefixes). `cohorts`: see
     the module's docstring (slot i is in cohort i mod cohorts; a new job takes the lowest slot a
     finished one freed, so a cohort stays whole and in step instead of gaining members in other
-    phases, whose calls would go out separately). `stats`, if given, gathers
+    phases, whose calls would go out separately). `cohort_affinity`: every request of a cohort
+    carries the key `("cohort", i)` instead of `affinity_key(unit)`; a job keeps its slot, so
+    its prefixes still stay on one replica. `stats`, if given, gathers
     `rounds` (times the driver sent and waited), the backends' `compute_seconds` per kind and,
     with one cohort, `busy_seconds`: per round, the longest call (they run side by side), to
     compare with wall time.
@@ -120,7 +126,10 @@ def drive(jobs: Iterable[tuple[Any, Any]], pools: dict[type, Pool], max_active: 
                     waiting.setdefault(cohort_of(s), []).append(s)
             for cohort, slots in waiting.items():
                 items = [r for s in slots for r in active[s][2].requests]
-                keys = [affinity_key(active[s][0]) for s in slots for _ in active[s][2].requests]
+                if cohort_affinity:
+                    keys = ("cohort", cohort)
+                else:
+                    keys = [affinity_key(active[s][0]) for s in slots for _ in active[s][2].requests]
                 call = pool.submit(kind.method, items, affinity=keys)
                 inflight.setdefault(cohort, []).append((kind, slots, pool, call))
         stats["rounds"] += 1
@@ -154,7 +163,9 @@ def first_back(calls: list[tuple[int, tuple]]) -> list[tuple[int, tuple]]:
     by_pool: dict[int, list] = {}
     for cohort, entry in calls:
         by_pool.setdefault(id(entry[2]), []).append((cohort, entry))
-    timeout = None if len(by_pool) == 1 else POLL_S
+    # Several pools: first a look at each without waiting, so a call that is back already is
+    # not kept behind another pool's wait, then a short wait on each in turn.
+    timeout = None if len(by_pool) == 1 else 0.0
     while True:
         for members in by_pool.values():
             pool = members[0][1][2]
@@ -162,3 +173,4 @@ def first_back(calls: list[tuple[int, tuple]]) -> list[tuple[int, tuple]]:
             if done:
                 back = {id(c) for c in done}
                 return [(cohort, entry) for cohort, entry in members if id(entry[3]) in back]
+        timeout = POLL_S

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 SMALLEST = {
-    "scale_out": (["benchmarks/scale_out.py", "--problems", "24", "--replicas", "1,2", "--cohorts", "1,2",
+    "scale_out": (["benchmarks/scale_out.py", "--problems", "24", "--replicas", "1,2", "--cohorts", "1,2,per-replica",
                    "--time-scale", "0", "--memory-problems", "20,40"],
                   ["scaling_efficiency", "driver_cpu_ms_per_request", "machine_busy_by_replicas",
                    "driver_keeps_up_with_replicas", "driver_memory_growth_1k_to_10k"]),

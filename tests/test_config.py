@@ -25,6 +25,7 @@ BAD = [
     (["prm.family=openai"], "prm.family"),
     (["dataset.name=jsonl", "dataset.path=/no/such.jsonl"], "dataset.path"),
     (["ray.cohorts=0"], "ray.cohorts"),
+    (["ray.cohort_affinity=true", "policy.replicas=2"], "ray.cohorts"),  # one cohort would leave a replica idle
 ]
 
 

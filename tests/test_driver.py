@@ -203,3 +203,38 @@ def test_search_in_cohorts_matches_lockstep(max_active, cohorts):
         return {(u["problem"], u["method"]): r.to_dict() for u, r, _ in drive(jobs, pools, max_active, cohorts=cohorts)}
 
     assert results(cohorts) == results(1)
+
+
+class KeyedPool(LocalPool):
+    """A local pool that notes each call's affinity, to see where a cohort's calls were sent."""
+
+    def __init__(self, model, sent):
+        super().__init__(model)
+        self.sent = sent
+
+    def submit(self, method, items, affinity=None):
+        self.sent.append(affinity)
+        return super().submit(method, items, affinity)
+
+
+PROBLEMS = [f"q{i}" for i in range(6)]
+
+
+def beam_in_cohorts(**how):
+    """Each problem's beam search through the driver: its results and the affinity of each call."""
+    units = [{"problem": q, "method": "beam"} for q in PROBLEMS]
+    jobs = ((u, strategy(u["method"], u["problem"])) for u in units)
+    sent = []
+    pools = {Generate: KeyedPool(SeededPolicy("\n"), sent), Score: KeyedPool(RuleScorer(hashed_score), sent)}
+    found = {u["problem"]: r.to_dict() for u, r, _ in drive(jobs, pools, 6, affinity_key=lambda u: u["problem"], **how)}
+    return found, sent
+
+
+def test_cohort_affinity_sends_each_cohort_whole_under_its_own_key():
+    """Three cohorts of two: every call carries its cohort's one key (one replica), not a key per
+    request; the answers are lockstep's."""
+    found, sent = beam_in_cohorts(cohorts=3, cohort_affinity=True)
+    lockstep, lockstep_sent = beam_in_cohorts(cohorts=1)
+    assert found == lockstep
+    assert set(sent) == {("cohort", 0), ("cohort", 1), ("cohort", 2)}
+    assert all(isinstance(keys, list) and set(keys) <= set(PROBLEMS) for keys in lockstep_sent)

@@ -1,9 +1,11 @@
 """ReplicaPool routing on a local Ray: balanced splits, least-loaded choice, subtree affinity,
-several calls in flight, batches sent as one pickle each way, errors that must not be retried. Replicas are tiny echo actors. And the
+several calls in flight, a wait with no time left, batches sent as one pickle each way, errors
+that must not be retried. Replicas are tiny echo actors. And the
 trainer job pool: waiting for the first call back, and one run for requests that share a key."""
 import asyncio
 import os
 import tempfile
+import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Ray workers import this module to unpickle EchoReplica.
@@ -85,6 +87,12 @@ def test_several_calls_in_flight(pool):
     assert done == [quick] and pending == [slow]
     done, pending = pool.wait([slow, quick])
     assert len(done) == 2 and not pending and len(slow.result()) == 45
+
+
+def test_a_wait_with_no_time_left_still_looks_at_what_came_back(pool):
+    call = pool.submit("echo", ["x"])
+    time.sleep(1.0)  # long past the echo's 0.02 s
+    assert pool.wait([call], timeout=0) == ([call], [])
 
 
 def test_batches_travel_as_one_pickle_and_arrive_as_plain_lists(pool):

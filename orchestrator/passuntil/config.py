@@ -39,6 +39,7 @@ class PassUntilConfig(RunConfig):
         for i, path in enumerate(self.models):
             ModelConfig(path=path).validate(f"models[{i}]")
         self.policy.validate("policy")
+        self.ray.check_cohorts_cover(self.policy.replicas)
         check_choice("pass_criterion", self.pass_criterion, ("answer", "chain"))
         if self.pass_criterion == "chain" and self.dataset.name != "arith":
             raise ConfigError("pass_criterion", self.pass_criterion,

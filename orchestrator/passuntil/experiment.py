@@ -87,8 +87,9 @@ def execute(cfg: PassUntilConfig, pending: list[dict], ctx):
                                max_tokens=cfg.max_tokens))
                 for u in model_units)
         try:
-            for unit, result, wall in drive(jobs, {Generate: pool}, ctx.in_flight(64 * cfg.ray.cohorts),
-                                            affinity_key=lambda u: u["problem"], cohorts=cfg.ray.cohorts):
+            for unit, result, wall in drive(jobs, {Generate: pool}, ctx.in_flight(64 * cfg.ray.cohorts_per_replica()),
+                                            affinity_key=lambda u: u["problem"], cohorts=cfg.ray.cohorts,
+                                            cohort_affinity=cfg.ray.cohort_affinity):
                 yield unit, {**result, "params": model["params"], "level": items[unit["problem"]].level,
                              "wall_seconds": wall}
         finally:

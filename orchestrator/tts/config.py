@@ -55,6 +55,7 @@ class TTSConfig(RunConfig):
             raise ConfigError("oracle_samples", self.oracle_samples, "must be a positive int")
         self.dataset.validate("dataset")
         self.policy.validate("policy")
+        self.ray.check_cohorts_cover(self.policy.replicas)
         self.prm.validate("prm")
         if self.prm.family:
             check_choice("prm.family", self.prm.family, PRM_FAMILY_NAMES)

@@ -101,11 +101,11 @@ def execute(cfg: TTSConfig, pending: list[dict], ctx):
     # Cheap search units first, so partial results cover every method early.
     order = sorted(pending, key=lambda u: (u["n"], u["kind"] != "search"))
     jobs = ((u, strategy(u, items[u["problem"]].question, cfg, fmt)) for u in order)
-    max_active = ctx.in_flight(8 * cfg.ray.cohorts * (cfg.policy.replicas + cfg.prm.replicas))
+    max_active = ctx.in_flight(8 * cfg.ray.cohorts_per_replica() * (cfg.policy.replicas + cfg.prm.replicas))
     pools = {Generate: policy_pool, Score: prm_pool}
     try:
         for unit, result, wall in drive(jobs, pools, max_active, affinity_key=lambda u: u["problem"],
-                                        cohorts=cfg.ray.cohorts):
+                                        cohorts=cfg.ray.cohorts, cohort_affinity=cfg.ray.cohort_affinity):
             yield unit, unit_result(unit, result, items[unit["problem"]], cfg, flops_per_token, wall)
     finally:
         policy_pool.shutdown()
